@@ -1,0 +1,47 @@
+"""Shared fixtures: the notebook's own definitions, loaded without running its heavy cells."""
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "vit_mnist.ipynb"
+
+
+def mnist_data_dir() -> str | None:
+    """An absolute MNIST_DATA_DIR when the raw files are there (tests run the notebook in other folders)."""
+    data_dir = os.environ.get("MNIST_DATA_DIR")
+    if data_dir and (Path(data_dir) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        return str(Path(data_dir).resolve())
+    return None
+
+
+@pytest.fixture(scope="session")
+def nb(tmp_path_factory) -> types.ModuleType:
+    """Execute the cells tagged `definitions` (imports, functions, classes) as a module and return it."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    cells = [c.source for c in notebook.cells if c.cell_type == "code" and "definitions" in c.metadata.get("tags", [])]
+    assert len(cells) >= 5, "the notebook lost its `definitions` cells"
+    module = types.ModuleType("vit_mnist_notebook")
+    module.FIGURE_DIR = tmp_path_factory.mktemp("figures")
+    sys.modules[module.__name__] = module  # dataclasses and pickling look classes up by module
+    for i, source in enumerate(cells):
+        exec(compile(source, f"<{NOTEBOOK.name}: definitions cell {i}>", "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    path = mnist_data_dir()
+    if path is None:
+        pytest.skip("set MNIST_DATA_DIR to a folder holding MNIST/raw/ (CI does) to run the tests that need MNIST")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(nb, data_dir):
+    return nb.load_mnist(data_dir, val_size=1000, train_subset=2000, seed=0)

@@ -1,0 +1,109 @@
+"""End-to-end: the whole notebook, executed by papermill on a tiny configuration."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import papermill as pm
+import pytest
+import torch
+
+from conftest import NOTEBOOK, ROOT
+
+TINY = dict(TRAIN_SUBSET=2000, VAL_SIZE=1000, EPOCHS=2, WARMUP_EPOCHS=1, BATCH_SIZE=256, EMBED_DIM=32, DEPTH=2,
+            NUM_HEADS=4)
+FIGURES = ["samples", "patches", "vit_learning_curves"]
+
+
+def run_notebook(workdir, **parameters):
+    """Execute a copy of the notebook in `workdir` (its cwd) and return the executed notebook as JSON."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / NOTEBOOK.name
+    if not source.exists():
+        shutil.copy(NOTEBOOK, source)
+    output = workdir / "executed.ipynb"
+    pm.execute_notebook(source, output, parameters=parameters, cwd=str(workdir), kernel_name="python3",
+                        progress_bar=False)
+    return json.loads(output.read_text())
+
+
+def stdout_of(notebook) -> str:
+    return "".join("".join(o.get("text", "")) for c in notebook["cells"] if c["cell_type"] == "code"
+                   for o in c.get("outputs", []) if o.get("name") == "stdout")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, data_dir):
+    """One tiny run into a temporary OUTPUT_DIR, shared by the checks below."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    output_dir = workdir / "out"
+    executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), **TINY)
+    return workdir, output_dir, executed
+
+
+def test_smoke_run_has_no_error(smoke):
+    _, _, executed = smoke
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors
+    assert "ViT epoch  2/2" in stdout_of(executed)
+    assert "identical logits: True" in stdout_of(executed)
+
+
+def test_smoke_run_checkpoint_loads_and_history_is_complete(smoke, nb):
+    _, output_dir, _ = smoke
+    checkpoint = torch.load(output_dir / "checkpoints" / "vit_mnist.pt", weights_only=True)
+    assert {"config", "model", "normalization", "metrics", "history", "epoch", "seed"} <= set(checkpoint)
+    assert {"val_acc", "test_acc"} <= set(checkpoint["metrics"])
+    model = nb.VisionTransformer(nb.ViTConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["model"])
+    history = json.loads((output_dir / "checkpoints" / "vit_mnist_history.json").read_text())
+    for field in nb.HISTORY_FIELDS:
+        assert len(history[field]) == TINY["EPOCHS"], field
+    assert history == checkpoint["history"]
+
+
+def test_smoke_run_writes_figures(smoke):
+    _, output_dir, _ = smoke
+    for name in FIGURES:
+        assert (output_dir / "figures" / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_second_run_reuses_the_checkpoint(smoke, data_dir):
+    workdir, output_dir, _ = smoke
+    checkpoint = output_dir / "checkpoints" / "vit_mnist.pt"
+    before = checkpoint.stat().st_mtime_ns
+    executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), **TINY)
+    assert "Loaded vit_mnist.pt" in stdout_of(executed)
+    assert "Training a" not in stdout_of(executed)
+    assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_other_settings_stop_with_a_clear_error_and_keep_the_checkpoint(smoke, data_dir):
+    workdir, output_dir, _ = smoke
+    checkpoint = output_dir / "checkpoints" / "vit_mnist.pt"
+    saved = checkpoint.read_bytes()
+    with pytest.raises(pm.PapermillExecutionError, match="other settings.*depth: 2 in the checkpoint, 3 now"):
+        run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), **{**TINY, "DEPTH": 3})
+    assert checkpoint.read_bytes() == saved
+
+
+def test_unknown_parameter_is_refused(tmp_path, data_dir):
+    with pytest.raises(pm.PapermillExecutionError, match=r"Unknown parameter\(s\) \['EPOCH'\]"):
+        run_notebook(tmp_path, DATA_DIR=data_dir, OUTPUT_DIR=str(tmp_path), EPOCH=1)
+
+
+def test_runs_from_a_folder_holding_only_the_notebook(tmp_path, data_dir, monkeypatch):
+    """How Colab sees it: no repository around, outputs next to the notebook, data from MNIST_DATA_DIR."""
+    monkeypatch.setenv("MNIST_DATA_DIR", data_dir)
+    executed = run_notebook(tmp_path, **TINY)
+    assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert (tmp_path / "checkpoints" / "vit_mnist.pt").exists()
+    for name in FIGURES:
+        assert (tmp_path / "figures" / f"{name}.png").exists()
+
+
+def test_ruff_passes_on_the_notebook():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", str(NOTEBOOK)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
