@@ -1,5 +1,6 @@
 """End-to-end: the whole notebook, executed by papermill on a tiny configuration."""
 
+import csv
 import json
 import shutil
 import subprocess
@@ -12,8 +13,13 @@ import torch
 from conftest import NOTEBOOK, ROOT
 
 TINY = dict(TRAIN_SUBSET=2000, VAL_SIZE=1000, EPOCHS=2, WARMUP_EPOCHS=1, BATCH_SIZE=256, EMBED_DIM=32, DEPTH=2,
-            NUM_HEADS=4)
-FIGURES = ["samples", "patches", "vit_learning_curves"]
+            NUM_HEADS=4, CNN_CHANNELS=[8, 16], CNN_EPOCHS=1, SWEEP_EPOCHS=1, SWEEP_TRAIN_SUBSET=500,
+            SWEEP_GRID={"patch_size": [14], "augment": [False]}, SWEEP_SEEDS=2)
+FIGURES = ["samples", "patches", "vit_learning_curves",  # sections 2-4
+           "confusion_matrix", "calibration", "misclassified", "test_predictions",  # section 6
+           "cls_attention_0", "cls_attention_1", "attention_views", "attention_distance", "position_embeddings",
+           "patch_filters", "cls_features_pca",  # section 7
+           "vit_vs_cnn_learning_curves", "sweep"]  # sections 8 and 9
 
 
 def run_notebook(workdir, **parameters):
@@ -69,14 +75,36 @@ def test_smoke_run_writes_figures(smoke):
         assert (output_dir / "figures" / f"{name}.png").stat().st_size > 1000, name
 
 
-def test_second_run_reuses_the_checkpoint(smoke, data_dir):
+def test_smoke_run_trains_the_cnn_and_sweeps(smoke):
+    _, output_dir, executed = smoke
+    out = stdout_of(executed)
+    assert "CNN epoch  1/1" in out  # printed by the shared train()
+    checkpoint = torch.load(output_dir / "checkpoints" / "cnn_mnist.pt", weights_only=True)
+    assert checkpoint["config"] == {"channels": [8, 16]} and "test_acc" in checkpoint["metrics"]
+    with open(output_dir / "checkpoints" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["chosen", "patch_size=14", "augment=False", "chosen, seed 1"]
+    assert rows[1]["patch_size"] == "14" and rows[2]["augment"] == "False"
+    assert all(0 < float(r["val_acc"]) <= 1 for r in rows)
+    assert "chosen configuration over 2 seed(s)" in out
+
+
+def test_one_training_loop_serves_both_models():
+    code = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                     for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code")
+    assert code.count(".backward(") == 1 and code.count("def train(") == 1
+    assert code.count("scaler.step(optimizer)") == 1
+
+
+def test_second_run_reuses_checkpoints_and_sweep(smoke, data_dir):
     workdir, output_dir, _ = smoke
-    checkpoint = output_dir / "checkpoints" / "vit_mnist.pt"
-    before = checkpoint.stat().st_mtime_ns
+    files = [output_dir / "checkpoints" / name for name in ("vit_mnist.pt", "cnn_mnist.pt", "sweep.csv")]
+    before = [f.stat().st_mtime_ns for f in files]
     executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), **TINY)
-    assert "Loaded vit_mnist.pt" in stdout_of(executed)
-    assert "Training a" not in stdout_of(executed)
-    assert checkpoint.stat().st_mtime_ns == before
+    out = stdout_of(executed)
+    assert "Loaded vit_mnist.pt" in out and "Loaded cnn_mnist.pt" in out
+    assert "Training a" not in out and "reused from sweep.csv" in out
+    assert [f.stat().st_mtime_ns for f in files] == before
 
 
 def test_other_settings_stop_with_a_clear_error_and_keep_the_checkpoint(smoke, data_dir):
