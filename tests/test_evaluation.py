@@ -2,6 +2,7 @@
 
 import math
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -79,3 +80,18 @@ def test_calibration_bins_and_ece(nb):
     assert count.sum() == 6 and count[9] == 4 and count[5] == 2
     assert accuracy[9] == pytest.approx(0.75) and mean_conf[9] == pytest.approx(0.95)
     assert ece == pytest.approx(4 / 6 * 0.2 + 2 / 6 * 0.05)
+
+
+def test_sweep_chart_labels_do_not_overlap_in_a_cluster(nb):
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    points = [(50, 93.8), (53, 94.2), (58, 93.9), (52, 93.1), (54, 93.0), (68, 93.8), (37, 93.8), (150, 90.0)]
+    ax.scatter(*zip(*points))
+    ax.set_xlim(20, 155)
+    ax.set_ylim(89.5, 97)
+    nb.label_points(ax, points, [f"setting_{i}=value" for i in range(len(points))])
+    renderer = fig.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in ax.texts]
+    plt.close(fig)
+    assert len(boxes) == len(points)  # one label per point, the rejected candidates removed
+    clashes = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert not clashes, f"labels overlap: {clashes}"
