@@ -1,0 +1,155 @@
+"""Issue 10's guarantees: precision per device, resumable training, and faults that say what happened."""
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+TIMING_FIELDS = {"seconds", "images_per_s", "data_fraction"}  # wall-clock measurements differ from run to run
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), (torch.float16, True)), ((8, 0), (torch.bfloat16, False)),
+                                                  ((9, 0), (torch.bfloat16, False))])
+def test_precision_per_gpu(nb, monkeypatch, capability, expected):
+    monkeypatch.setattr(nb.torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert nb.precision_for(torch.device("cuda")) == expected
+
+
+def test_precision_on_cpu_and_mps_is_float32(nb):
+    assert nb.precision_for(torch.device("cpu")) == (torch.float32, False)
+    assert nb.precision_for(torch.device("mps")) == (torch.float32, False)
+    assert isinstance(nb.autocast_for(torch.device("cpu")), nb.nullcontext)
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")  # the context is only built here, never entered
+def test_t4_training_uses_float16_autocast_and_a_loss_scaler(nb, monkeypatch):
+    monkeypatch.setattr(nb.torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    context = nb.autocast_for(torch.device("cuda"))
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.float16
+    assert nb.precision_name(torch.device("cuda")).startswith("float16 autocast with loss scaling")
+
+
+def test_device_parameter(nb, monkeypatch):
+    assert nb.pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(nb.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"DEVICE='cuda' is not available.*DEVICE = 'auto'"):
+        nb.pick_device("cuda")
+    with pytest.raises(ValueError, match=r"DEVICE='gpu' is not one of"):
+        nb.pick_device("gpu")
+
+
+@pytest.fixture
+def tiny_run(nb, mnist):
+    """Everything train_or_load needs for a 3-epoch run of a small ViT on 2,000 images."""
+    config = nb.ViTConfig(patch_size=7, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2)
+    train_settings = dict(epochs=3, batch_size=256, lr=1e-3, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1,
+                          grad_clip=1.0, augment=True, ema_decay=0.99)
+    settings = dict(asdict(config), **train_settings, seed=0)
+
+    def run(path, retrain=False):
+        return nb.train_or_load("ViT", path, lambda: nb.VisionTransformer(config), settings, train_settings, mnist,
+                                retrain)
+
+    return run, settings
+
+
+def interrupt_after(nb, monkeypatch, calls: int):
+    """Make the augmentation raise on its `calls`-th call: an interruption from inside the training loop."""
+    original, count = nb.random_affine, [0]
+
+    def flaky(x, *args, **kwargs):
+        count[0] += 1
+        if count[0] == calls:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(nb, "random_affine", flaky)
+
+
+@pytest.mark.parametrize("interrupted_epoch", [2, 3])
+def test_interrupted_run_resumes_to_bit_identical_weights_and_history(nb, tiny_run, tmp_path, monkeypatch, capsys,
+                                                                      interrupted_epoch):
+    run, settings = tiny_run
+    (tmp_path / "uninterrupted").mkdir()
+    reference, reference_history, _ = run(tmp_path / "uninterrupted" / "vit.pt")
+
+    path = tmp_path / "interrupted" / "vit.pt"
+    path.parent.mkdir()
+    steps_per_epoch = 8  # 2,000 images in batches of 256
+    with monkeypatch.context() as patch:
+        interrupt_after(nb, patch, (interrupted_epoch - 1) * steps_per_epoch + 3)
+        with pytest.raises(KeyboardInterrupt):
+            run(path)
+    state = torch.load(nb.resume_path(path), weights_only=True)
+    assert state["epoch"] == interrupted_epoch - 1 and state["settings"] == settings
+
+    resumed, resumed_history, trained_now = run(path)
+    assert f"resumed at epoch {interrupted_epoch} of 3" in capsys.readouterr().out
+    assert trained_now
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    for field in set(reference_history) - TIMING_FIELDS:
+        assert resumed_history[field] == reference_history[field], field
+
+
+def test_resume_state_is_deleted_once_the_checkpoint_is_saved(nb, tiny_run, mnist, tmp_path):
+    run, settings = tiny_run
+    path = tmp_path / "vit.pt"
+    model, history, trained_now = run(path)
+    assert nb.resume_path(path).exists()  # written after every epoch
+    nb.test_and_save("ViT", path, model, {}, history, settings, mnist, trained_now)
+    assert path.exists() and not nb.resume_path(path).exists()
+
+
+def test_resume_state_from_other_settings_stops_and_is_kept(nb, tiny_run, tmp_path):
+    run, settings = tiny_run
+    path = tmp_path / "vit.pt"
+    nb.save_checkpoint(nb.resume_path(path), {"settings": dict(settings, depth=3), "epoch": 1})
+    saved = nb.resume_path(path).read_bytes()
+    with pytest.raises(nb.CheckpointMismatchError, match=r"vit.resume.pt was trained with other settings.*"
+                                                         r"depth: 3 in the checkpoint, 2 now.*RETRAIN = True"):
+        run(path)
+    assert nb.resume_path(path).read_bytes() == saved
+
+
+@pytest.mark.parametrize("which", ["checkpoint", "resume state"])
+def test_damaged_file_stops_with_its_name_and_is_kept(nb, tiny_run, tmp_path, which):
+    run, settings = tiny_run
+    path = tmp_path / "vit.pt"
+    nb.save_checkpoint(path, {"settings": settings, "model": {"w": torch.zeros(1000)}})
+    damaged = path if which == "checkpoint" else nb.resume_path(path)
+    if which == "resume state":
+        path.rename(damaged)
+    truncated = damaged.read_bytes()[:-200]  # a save cut short
+    damaged.write_bytes(truncated)
+    with pytest.raises(nb.CheckpointDamagedError, match=rf"{damaged.name} cannot be read.*RETRAIN = True.*"
+                                                        rf"{damaged.stem}.prev.pt"):
+        run(path)
+    assert damaged.read_bytes() == truncated
+
+
+def test_retrain_keeps_a_damaged_resume_state_and_starts_over(nb, tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
+    path = tmp_path / "vit.pt"
+    nb.resume_path(path).write_bytes(b"not a checkpoint")
+    _, history, _ = run(path, retrain=True)
+    assert (tmp_path / "vit.resume.prev.pt").read_bytes() == b"not a checkpoint"
+    assert history["epoch"] == [1, 2, 3] and "resumed" not in capsys.readouterr().out
+
+
+def test_damaged_mnist_file_is_named_and_kept(nb, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(bytes(999_984))
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte is damaged: it has 999,984 bytes, where "
+                                         r"train-images-idx3-ubyte has 47,040,016\. Delete it to download it again, "
+                                         r"or point MNIST_DATA_DIR"):
+        nb.load_mnist(tmp_path)
+    assert (raw / "train-images-idx3-ubyte").stat().st_size == 999_984
+
+
+def test_mnist_file_sizes_match_the_real_files(nb, data_dir):
+    from pathlib import Path
+
+    for name, size in nb.MNIST_FILES.items():
+        assert (Path(data_dir) / "MNIST" / "raw" / name).stat().st_size == size
