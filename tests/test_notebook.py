@@ -3,10 +3,13 @@
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import papermill as pm
+import psutil
 import pytest
 import torch
 
@@ -135,3 +138,38 @@ def test_ruff_passes_on_the_notebook():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", str(NOTEBOOK)],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hard_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
+    """SIGKILL the kernel during the ViT's second epoch, run the same command again: the same final weights."""
+    params = dict(DATA_DIR=data_dir, TRAIN_SUBSET=4000, VAL_SIZE=1000, EPOCHS=2, WARMUP_EPOCHS=1, BATCH_SIZE=64,
+                  EMBED_DIM=32, DEPTH=2, NUM_HEADS=4, RUN_CNN_BASELINE=False, RUN_CONV_STEM=False, RUN_SWEEP=False)
+    run_notebook(tmp_path / "reference", OUTPUT_DIR=str(tmp_path / "reference" / "out"), **params)
+    reference = torch.load(tmp_path / "reference" / "out" / "checkpoints" / "vit_mnist.pt", weights_only=True)
+
+    workdir, output_dir = tmp_path / "killed", tmp_path / "killed" / "out"
+    workdir.mkdir()
+    shutil.copy(NOTEBOOK, workdir / NOTEBOOK.name)
+    params["OUTPUT_DIR"] = str(output_dir)
+    command = [sys.executable, "-m", "papermill", NOTEBOOK.name, "executed.ipynb", "-y", json.dumps(params),
+               "--no-progress-bar"]
+    papermill = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_state = output_dir / "checkpoints" / "vit_mnist.resume.pt"  # written after each epoch
+    deadline = time.monotonic() + 300
+    while not resume_state.exists() and papermill.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    processes = psutil.Process(papermill.pid).children(recursive=True) + [psutil.Process(papermill.pid)]
+    for process in processes:  # the kernel first: it runs in a session of its own
+        process.send_signal(signal.SIGKILL)
+    papermill.wait()
+    assert resume_state.exists() and not (output_dir / "checkpoints" / "vit_mnist.pt").exists(), \
+        "the kill did not land in the second epoch"
+    assert torch.load(resume_state, weights_only=True)["epoch"] == 1
+
+    executed = run_notebook(workdir, **params)  # the same command again
+    assert "ViT: resumed at epoch 2 of 2" in stdout_of(executed)
+    resumed = torch.load(output_dir / "checkpoints" / "vit_mnist.pt", weights_only=True)
+    assert resumed["model"].keys() == reference["model"].keys()
+    for name, weights in reference["model"].items():
+        assert torch.equal(resumed["model"][name], weights), name
+    assert not resume_state.exists()
