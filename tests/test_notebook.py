@@ -16,13 +16,17 @@ import torch
 from conftest import NOTEBOOK, ROOT
 
 TINY = dict(TRAIN_SUBSET=2000, VAL_SIZE=1000, EPOCHS=2, WARMUP_EPOCHS=1, BATCH_SIZE=256, EMBED_DIM=32, DEPTH=2,
-            NUM_HEADS=4, CNN_CHANNELS=[8, 16], CNN_EPOCHS=1, SWEEP_EPOCHS=1, SWEEP_TRAIN_SUBSET=500,
+            NUM_HEADS=4, CNN_CHANNELS=[8, 16], CNN_EPOCHS=1, CONV_STEM_EPOCHS=1, SEED_STUDY_SEEDS=2,
+            ROBUSTNESS_IMAGES=200, SWEEP_EPOCHS=1, SWEEP_TRAIN_SUBSET=500,
             SWEEP_GRID={"patch_size": [14], "augment": [False]}, SWEEP_SEEDS=2)
 FIGURES = ["samples", "patches", "vit_learning_curves",  # sections 2-4
            "confusion_matrix", "calibration", "misclassified", "test_predictions",  # section 6
            "cls_attention_0", "cls_attention_1", "attention_views", "attention_distance", "position_embeddings",
            "patch_filters", "cls_features_pca",  # section 7
-           "vit_vs_cnn_learning_curves", "sweep"]  # sections 8 and 9
+           "vit_vs_cnn_learning_curves", "attention_views_conv_stem",  # section 8
+           "seed_study",  # section 9
+           "temperature_scaling", "corruptions", "corruption_examples", "deletion_test",  # section 10
+           "sweep"]  # section 11
 
 
 def run_notebook(workdir, **parameters):
@@ -47,7 +51,7 @@ def smoke(tmp_path_factory, data_dir):
     """One tiny run into a temporary OUTPUT_DIR, shared by the checks below."""
     workdir = tmp_path_factory.mktemp("smoke")
     output_dir = workdir / "out"
-    executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), **TINY)
+    executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), TRAIN_SEED_STUDY=True, **TINY)
     return workdir, output_dir, executed
 
 
@@ -92,6 +96,31 @@ def test_smoke_run_trains_the_cnn_and_sweeps(smoke):
     assert "chosen configuration over 2 seed(s)" in out
 
 
+def test_smoke_run_trains_the_conv_stem_vit_and_the_seed_study(smoke):
+    _, output_dir, executed = smoke
+    out = stdout_of(executed)
+    assert "conv-stem ViT epoch  1/1" in out
+    checkpoint = torch.load(output_dir / "checkpoints" / "vit_conv_stem_mnist.pt", weights_only=True)
+    assert checkpoint["config"]["stem"] == "conv" and "temperature" in checkpoint["metrics"]
+    with open(output_dir / "checkpoints" / "seed_study.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["model"], r["seed"]) for r in rows) == [("CNN", "1"), ("ViT", "1"), ("conv-stem ViT", "1")]
+    assert all(0 < float(r["test_acc"]) <= 1 for r in rows)
+    assert not list((output_dir / "checkpoints").glob("*.resume.pt")), "resume states outlived their runs"
+
+
+def test_smoke_run_reports_calibration_corruptions_and_deletion(smoke):
+    _, _, executed = smoke
+    markdown = "".join("".join(o["data"].get("text/markdown", "")) for c in executed["cells"]
+                       for o in c.get("outputs", []) if o["output_type"] == "display_data")
+    for model in ("ViT", "conv-stem ViT", "CNN"):
+        assert f"| {model} | " in markdown
+    assert "temperature T (fitted on validation)" in markdown
+    assert "| model | clean | rotation, 30 degrees |" in markdown
+    for method in ("last-layer attention", "rollout", "relevance", "random"):
+        assert f"| {method} | " in markdown
+
+
 def test_one_training_loop_serves_both_models():
     code = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
                      for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code")
@@ -101,12 +130,13 @@ def test_one_training_loop_serves_both_models():
 
 def test_second_run_reuses_checkpoints_and_sweep(smoke, data_dir):
     workdir, output_dir, _ = smoke
-    files = [output_dir / "checkpoints" / name for name in ("vit_mnist.pt", "cnn_mnist.pt", "sweep.csv")]
+    files = [output_dir / "checkpoints" / name for name in ("vit_mnist.pt", "cnn_mnist.pt", "vit_conv_stem_mnist.pt",
+                                                             "sweep.csv", "seed_study.csv")]
     before = [f.stat().st_mtime_ns for f in files]
-    executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), **TINY)
+    executed = run_notebook(workdir, DATA_DIR=data_dir, OUTPUT_DIR=str(output_dir), TRAIN_SEED_STUDY=True, **TINY)
     out = stdout_of(executed)
-    assert "Loaded vit_mnist.pt" in out and "Loaded cnn_mnist.pt" in out
-    assert "Training a" not in out and "reused from sweep.csv" in out
+    assert "Loaded vit_mnist.pt" in out and "Loaded cnn_mnist.pt" in out and "Loaded vit_conv_stem_mnist.pt" in out
+    assert "Training a" not in out and "reused from sweep.csv" in out and "reused from seed_study.csv" in out
     assert [f.stat().st_mtime_ns for f in files] == before
 
 
@@ -130,6 +160,7 @@ def test_runs_from_a_folder_holding_only_the_notebook(tmp_path, data_dir, monkey
     executed = run_notebook(tmp_path, **TINY)
     assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert (tmp_path / "checkpoints" / "vit_mnist.pt").exists()
+    assert "not in seed_study.csv yet" in stdout_of(executed)  # the seed study trains only when asked
     for name in FIGURES:
         assert (tmp_path / "figures" / f"{name}.png").exists()
 
