@@ -12,12 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "vit_mnist.ipynb"
 
 
-def mnist_data_dir() -> str | None:
-    """An absolute MNIST_DATA_DIR when the raw files are there (tests run the notebook in other folders)."""
+def mnist_data_dir() -> str:
+    """MNIST_DATA_DIR (absolute) when it holds the raw files, as in CI; otherwise the repository's data/ folder, where
+    torchvision downloads MNIST on first use (tests run the notebook in other folders, so the path is absolute)."""
     data_dir = os.environ.get("MNIST_DATA_DIR")
     if data_dir and (Path(data_dir) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         return str(Path(data_dir).resolve())
-    return None
+    return str(ROOT / "data")
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +36,9 @@ def nb(tmp_path_factory) -> types.ModuleType:
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> str:
+def data_dir(nb) -> str:
     path = mnist_data_dir()
-    if path is None:
-        pytest.skip("set MNIST_DATA_DIR to a folder holding MNIST/raw/ (CI does) to run the tests that need MNIST")
+    nb.load_mnist(path, val_size=1000)  # downloads MNIST there if it is missing, or says clearly what to do
     return path
 
 

@@ -23,14 +23,14 @@ def test_conv_stem_default_is_xiao_et_al_and_under_a_million(nb):
     convs = [m for m in nb.VisionTransformer(config).patch_embed.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
         (1, 32, (3, 3), (2, 2)), (32, 64, (3, 3), (2, 2)), (64, 128, (3, 3), (2, 2)), (128, 128, (1, 1), (1, 1))]
-    assert nb.vit_parameter_formula(config) < 1_000_000
+    assert nb.vit_parameter_formula(config, nb.conv_stem_parameters) < 1_000_000
 
 
 @pytest.mark.parametrize("kwargs", [dict(stem="conv"), dict(stem="conv", patch_size=4, embed_dim=64, num_heads=2),
                                     dict(stem="conv", patch_size=14, embed_dim=48, depth=1, num_heads=6)])
 def test_conv_stem_parameter_count_matches_formula(nb, kwargs):
     config = nb.ViTConfig(**kwargs)
-    assert nb.count_parameters(nb.VisionTransformer(config)) == nb.vit_parameter_formula(config)
+    assert nb.count_parameters(nb.VisionTransformer(config)) == nb.vit_parameter_formula(config, nb.conv_stem_parameters)
 
 
 def test_conv_stem_checkpoint_round_trip(nb, tmp_path):
@@ -42,7 +42,7 @@ def test_conv_stem_checkpoint_round_trip(nb, tmp_path):
     model.eval()
     path = tmp_path / "conv.pt"
     nb.save_checkpoint(path, {"config": asdict(config), "model": model.state_dict(), "settings": {}})
-    reloaded = nb.vit_from_checkpoint(nb.load_checkpoint(path), config).eval()
+    reloaded = nb.model_from_checkpoint(nb.load_checkpoint(path), config).eval()
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), reloaded(x))
@@ -53,19 +53,19 @@ def test_unknown_stem_is_refused(nb):
         nb.VisionTransformer(nb.ViTConfig(stem="resnet"))
 
 
-def test_cached_run_reuses_a_row_and_trains_only_what_is_missing(nb, mnist, tmp_path, monkeypatch):
+def test_result_rows_are_reused_and_only_missing_runs_train_and_trains_only_what_is_missing(nb, mnist, tmp_path, monkeypatch):
     path, table = tmp_path / "seed_study.csv", []
     settings = {"seed": 1, "epochs": 1, "channels": [4]}
     train_settings = dict(epochs=1, batch_size=500, lr=1e-3, weight_decay=0.0, warmup_epochs=1, label_smoothing=0.0,
                           grad_clip=1.0, augment=False)
-    row = nb.cached_run("CNN, seed 1", lambda: nb.ConvNet([4]), settings, train_settings, mnist, table, path,
+    row = nb.train_or_reuse_row("CNN, seed 1", lambda: nb.ConvNet([4]), settings, train_settings, mnist, table, path,
                         nb.SEED_COLUMNS, with_test=True, model="CNN")
     assert row["model"] == "CNN" and row["seed"] == 1 and 0 < row["test_acc"] <= 1
     reread = nb.read_table(path)
     assert nb.cached_result(reread, settings, with_test=True)["val_acc"] == str(row["val_acc"])
     assert nb.cached_result(reread, dict(settings, seed=2)) is None
     monkeypatch.setattr(nb, "train", lambda *args, **kwargs: pytest.fail("a cached run was trained again"))
-    again = nb.cached_run("CNN, seed 1", lambda: nb.ConvNet([4]), settings, train_settings, mnist, reread, path,
+    again = nb.train_or_reuse_row("CNN, seed 1", lambda: nb.ConvNet([4]), settings, train_settings, mnist, reread, path,
                           nb.SEED_COLUMNS, with_test=True, model="CNN")
     assert again["val_acc"] == str(row["val_acc"])
 

@@ -34,7 +34,8 @@ def test_no_errors_no_stderr_no_local_paths():
     assert not [o for o in outputs if o.output_type == "error"]
     assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]
     text = json.dumps(outputs)
-    assert not re.search(r"/(work|tmp|root|home|Users)/[A-Za-z0-9_.-]+", text)
+    assert not re.search(r"/(work|tmp|root|home|Users)/[A-Za-z0-9_.-]+", text), "an absolute path of this machine"
+    assert not re.search(r"(^|[^\w.])\.\.[/\\]", text), "a relative path that leaves the repository (../)"
     assert "\r" not in "".join(o.text for o in outputs if o.output_type == "stream"), "progress bars left behind"
 
 

@@ -120,11 +120,29 @@ def test_random_affine_keeps_shape_and_moves_pixels(nb):
     assert torch.allclose(nb.random_affine(x, max_degrees=0, scale=(1, 1), max_shift=0), x, atol=1e-5)
 
 
-def test_ema_update(nb, config):
-    model, ema = nb.VisionTransformer(config), nb.VisionTransformer(config)
-    before = ema.head.weight.clone()
-    nb.update_ema(ema, model, 0.9)
-    torch.testing.assert_close(ema.head.weight, 0.9 * before + 0.1 * model.head.weight)
+def test_ema_starts_at_the_model_and_ramps_its_decay(nb, config):
+    model = nb.VisionTransformer(config)
+    ema = nb.make_ema(model, 0.9)
+    initial = model.head.weight.detach().clone()
+    torch.testing.assert_close(ema.module.head.weight, initial)
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+    ema.update_parameters(model)  # the first step after the start: decay min(0.9, (1 + 1) / (10 + 1))
+    torch.testing.assert_close(ema.module.head.weight, 2 / 11 * initial + 9 / 11 * model.head.weight)
+    for _ in range(100):  # decay 0.9 from step 80 on: the average converges to the weights it is fed
+        ema.update_parameters(model)
+    torch.testing.assert_close(ema.module.head.weight, model.head.weight, atol=1e-4, rtol=0)
+
+
+def test_ema_averages_batchnorm_statistics_and_copies_its_counter(nb):
+    model = nb.ConvNet([4])
+    ema = nb.make_ema(model, 0.5)
+    model.train()
+    model(torch.randn(8, 1, 28, 28) + 3)  # moves the running mean, counts one batch
+    bn, bn_ema = model.features[1], ema.module.features[1]
+    ema.update_parameters(model)  # t = 1: decay min(0.5, 2/11)
+    torch.testing.assert_close(bn_ema.running_mean, 9 / 11 * bn.running_mean)  # it started at 0
+    assert bn_ema.num_batches_tracked == bn.num_batches_tracked == 1
 
 
 def test_model_overfits_256_training_images(nb, mnist):
@@ -162,7 +180,7 @@ def test_checkpoint_round_trip_gives_identical_logits(nb, config, tmp_path):
     settings = dict(asdict(config), epochs=1)
     nb.save_checkpoint(path, {"config": asdict(config), "model": model.state_dict(), "settings": settings})
     assert not list(tmp_path.glob("*.tmp"))
-    reloaded = nb.vit_from_checkpoint(nb.load_checkpoint(path, settings), config).eval()
+    reloaded = nb.model_from_checkpoint(nb.load_checkpoint(path, settings), config).eval()
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), reloaded(x))
@@ -177,10 +195,10 @@ def test_mismatched_checkpoint_gives_clear_error(nb, config, tmp_path):
     checkpoint = nb.load_checkpoint(path)
     other = nb.ViTConfig(patch_size=7, embed_dim=32, depth=3, num_heads=4, mlp_ratio=2)
     with pytest.raises(nb.CheckpointMismatchError, match="depth: 2 in the checkpoint, 3 now"):
-        nb.vit_from_checkpoint(checkpoint, other)
+        nb.model_from_checkpoint(checkpoint, other)
     checkpoint["config"]["depth"] = 3  # weights of a 2-block model under a 3-block config
     with pytest.raises(nb.CheckpointMismatchError, match="do not fit its own config"):
-        nb.vit_from_checkpoint(checkpoint)
+        nb.model_from_checkpoint(checkpoint)
 
 
 def test_keep_previous_never_loses_a_checkpoint(nb, tmp_path):

@@ -2,7 +2,6 @@
 
 import math
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -21,12 +20,11 @@ def test_rollout_of_uniform_maps_has_uniform_rows_after_many_layers(nb):
     torch.testing.assert_close(one[0], 0.5 * torch.eye(4) + 0.125, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
-def test_rollout_rows_sum_to_one(nb, fusion):
+def test_rollout_rows_sum_to_one(nb):
     torch.manual_seed(0)
     maps = torch.rand(3, 2, 4, 6, 6).softmax(-1)
     # columns of a non-symmetric map do not sum to 1: dividing along the wrong axis would break this test
-    rollout = nb.attention_rollout(maps, fusion)
+    rollout = nb.attention_rollout(maps)
     torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 6), atol=1e-5, rtol=0)
     assert not torch.allclose(rollout.sum(-2), torch.ones(2, 6), atol=1e-3)
 
@@ -62,8 +60,6 @@ def test_relevance_depends_on_the_class(nb, mnist):
     b = nb.relevance_map(model, images, mnist, target=[8, 8])
     assert a.shape == (2, 16)
     assert not torch.allclose(a, b)
-    # and the hooks that captured the attention are gone afterwards
-    assert all(not block.attn.softmax._forward_hooks for block in model.blocks)
 
 
 def test_wilson_interval(nb):
@@ -82,16 +78,11 @@ def test_calibration_bins_and_ece(nb):
     assert ece == pytest.approx(4 / 6 * 0.2 + 2 / 6 * 0.05)
 
 
-def test_sweep_chart_labels_do_not_overlap_in_a_cluster(nb):
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    points = [(50, 93.8), (53, 94.2), (58, 93.9), (52, 93.1), (54, 93.0), (68, 93.8), (37, 93.8), (150, 90.0)]
-    ax.scatter(*zip(*points))
-    ax.set_xlim(20, 155)
-    ax.set_ylim(89.5, 97)
-    nb.label_points(ax, points, [f"setting_{i}=value" for i in range(len(points))])
-    renderer = fig.canvas.get_renderer()
-    boxes = [text.get_window_extent(renderer) for text in ax.texts]
-    plt.close(fig)
-    assert len(boxes) == len(points)  # one label per point, the rejected candidates removed
-    clashes = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
-    assert not clashes, f"labels overlap: {clashes}"
+def test_mcnemar_counts_the_disagreements_and_gives_the_exact_p_value(nb):
+    a = torch.tensor([True] * 90 + [True] * 8 + [False] * 2)
+    b = torch.tensor([True] * 90 + [False] * 8 + [True] * 2)
+    right_a_only, right_b_only, p = nb.mcnemar(a, b)
+    assert (right_a_only, right_b_only) == (8, 2)
+    assert p == pytest.approx(2 * sum(math.comb(10, k) for k in range(3)) / 2**10)  # 0.109
+    assert nb.mcnemar(a, a) == (0, 0, 1.0)
+    assert nb.mcnemar(torch.tensor([True] * 20), torch.tensor([False] * 20))[2] < 1e-5

@@ -47,8 +47,8 @@ def tiny_run(nb, mnist):
     settings = dict(asdict(config), **train_settings, seed=0)
 
     def run(path, retrain=False):
-        return nb.train_or_load("ViT", path, lambda: nb.VisionTransformer(config), settings, train_settings, mnist,
-                                retrain)
+        return nb.train_or_load("ViT", path, lambda: nb.VisionTransformer(config), asdict(config), settings,
+                                train_settings, mnist, retrain)
 
     return run, settings
 
@@ -71,7 +71,7 @@ def test_interrupted_run_resumes_to_bit_identical_weights_and_history(nb, tiny_r
                                                                       interrupted_epoch):
     run, settings = tiny_run
     (tmp_path / "uninterrupted").mkdir()
-    reference, reference_history, _ = run(tmp_path / "uninterrupted" / "vit.pt")
+    reference, reference_history = run(tmp_path / "uninterrupted" / "vit.pt")
 
     path = tmp_path / "interrupted" / "vit.pt"
     path.parent.mkdir()
@@ -83,22 +83,27 @@ def test_interrupted_run_resumes_to_bit_identical_weights_and_history(nb, tiny_r
     state = torch.load(nb.resume_path(path), weights_only=True)
     assert state["epoch"] == interrupted_epoch - 1 and state["settings"] == settings
 
-    resumed, resumed_history, trained_now = run(path)
+    resumed, resumed_history = run(path)
     assert f"resumed at epoch {interrupted_epoch} of 3" in capsys.readouterr().out
-    assert trained_now
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     for field in set(reference_history) - TIMING_FIELDS:
         assert resumed_history[field] == reference_history[field], field
 
 
-def test_resume_state_is_deleted_once_the_checkpoint_is_saved(nb, tiny_run, mnist, tmp_path):
+def test_a_finished_run_saves_its_checkpoint_deletes_its_resume_state_and_is_loaded_next_time(nb, tiny_run, tmp_path,
+                                                                                                  capsys):
     run, settings = tiny_run
     path = tmp_path / "vit.pt"
-    model, history, trained_now = run(path)
-    assert nb.resume_path(path).exists()  # written after every epoch
-    nb.test_and_save("ViT", path, model, {}, history, settings, mnist, trained_now)
+    model, history = run(path)
     assert path.exists() and not nb.resume_path(path).exists()
+    checkpoint = nb.load_checkpoint(path, settings)
+    assert checkpoint["epoch"] == history["best_epoch"] and set(checkpoint["metrics"]) == {"val_acc", "val_loss"}
+    capsys.readouterr()
+    again, _ = run(path)
+    assert "Loaded vit.pt" in capsys.readouterr().out
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_resume_state_from_other_settings_stops_and_is_kept(nb, tiny_run, tmp_path):
@@ -132,7 +137,7 @@ def test_retrain_keeps_a_damaged_resume_state_and_starts_over(nb, tiny_run, tmp_
     run, _ = tiny_run
     path = tmp_path / "vit.pt"
     nb.resume_path(path).write_bytes(b"not a checkpoint")
-    _, history, _ = run(path, retrain=True)
+    _, history = run(path, retrain=True)
     assert (tmp_path / "vit.resume.prev.pt").read_bytes() == b"not a checkpoint"
     assert history["epoch"] == [1, 2, 3] and "resumed" not in capsys.readouterr().out
 
