@@ -53,7 +53,7 @@ def test_unknown_stem_is_refused(nb):
         nb.VisionTransformer(nb.ViTConfig(stem="resnet"))
 
 
-def test_result_rows_are_reused_and_only_missing_runs_train_and_trains_only_what_is_missing(nb, mnist, tmp_path, monkeypatch):
+def test_result_rows_are_reused_and_only_missing_runs_train(nb, mnist, tmp_path, monkeypatch):
     path, table = tmp_path / "seed_study.csv", []
     settings = {"seed": 1, "epochs": 1, "channels": [4]}
     train_settings = dict(epochs=1, batch_size=500, lr=1e-3, weight_decay=0.0, warmup_epochs=1, label_smoothing=0.0,
