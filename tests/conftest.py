@@ -21,17 +21,23 @@ def mnist_data_dir() -> str:
     return str(ROOT / "data")
 
 
-@pytest.fixture(scope="session")
-def nb(tmp_path_factory) -> types.ModuleType:
-    """Execute the cells tagged `definitions` (imports, functions, classes) as a module and return it."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+def load_definitions(notebook_path: Path = NOTEBOOK) -> types.ModuleType:
+    """Execute the notebook's cells tagged `definitions` (imports, functions, classes) as a module and return it:
+    nothing else of the notebook runs (no data, no training, no plots)."""
+    notebook = nbformat.read(notebook_path, as_version=4)
     cells = [c.source for c in notebook.cells if c.cell_type == "code" and "definitions" in c.metadata.get("tags", [])]
     assert len(cells) >= 5, "the notebook lost its `definitions` cells"
     module = types.ModuleType("vit_mnist_notebook")
-    module.FIGURE_DIR = tmp_path_factory.mktemp("figures")
     sys.modules[module.__name__] = module  # dataclasses and pickling look classes up by module
     for i, source in enumerate(cells):
-        exec(compile(source, f"<{NOTEBOOK.name}: definitions cell {i}>", "exec"), module.__dict__)
+        exec(compile(source, f"<{notebook_path.name}: definitions cell {i}>", "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture(scope="session")
+def nb(tmp_path_factory) -> types.ModuleType:
+    module = load_definitions()
+    module.FIGURE_DIR = tmp_path_factory.mktemp("figures")
     return module
 
 

@@ -138,10 +138,12 @@ def test_deletion_curve_drops_at_the_first_step_when_the_decisive_patch_is_ranke
     others = [p for p in range(16) if p != 5]
     first = torch.tensor([5, *others]).expand(10, 16)
     last = torch.tensor([*others, 5]).expand(10, 16)
-    assert nb.deletion_curve(OnePatchModel(), images, labels, data, first) == [1.0] + [0.0] * 16
-    assert nb.deletion_curve(OnePatchModel(), images, labels, data, last) == [1.0] * 16 + [0.0]
-    assert nb.area_under([1.0] + [0.0] * 16) == pytest.approx(0.5 / 16)
-    assert nb.area_under([1.0] * 17) == pytest.approx(1.0)
+    right_first = nb.deletion_curve(OnePatchModel(), images, labels, data, first)  # (17, 10)
+    assert right_first.shape == (17, 10) and right_first.mean(1).tolist() == [1.0] + [0.0] * 16
+    assert nb.deletion_curve(OnePatchModel(), images, labels, data, last).mean(1).tolist() == [1.0] * 16 + [0.0]
+    assert nb.area_under(torch.tensor([1.0] + [0.0] * 16)).item() == pytest.approx(0.5 / 16)
+    assert nb.area_under(torch.ones(17)).item() == pytest.approx(1.0)
+    assert nb.area_under(right_first).tolist() == pytest.approx([0.5 / 16] * 10)  # every image's own area
 
 
 def test_blank_patches_sets_exactly_the_masked_patches_to_background(nb):

@@ -1,7 +1,9 @@
 """Issue 10's guarantees: precision per device, resumable training, and faults that say what happened."""
 
+import os
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,20 +119,44 @@ def test_resume_state_from_other_settings_stops_and_is_kept(nb, tiny_run, tmp_pa
     assert nb.resume_path(path).read_bytes() == saved
 
 
+class RunsCodeWhenUnpickled:
+    """An object whose unpickling would run a command: what a malicious or foreign file can hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def bad_bytes(kind: str, tmp_path, settings) -> bytes:
+    if kind == "cut short":
+        good = tmp_path / "good.pt"
+        torch.save({"settings": settings, "model": {"w": torch.zeros(1000)}}, good)
+        return good.read_bytes()[:-200]
+    if kind == "random bytes":
+        return np.random.default_rng(0).bytes(5000)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"settings": settings, "model": RunsCodeWhenUnpickled(tmp_path / "code_ran")}, unsafe)
+    return unsafe.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["cut short", "random bytes", "code when unpickled"])
 @pytest.mark.parametrize("which", ["checkpoint", "resume state"])
-def test_damaged_file_stops_with_its_name_and_is_kept(nb, tiny_run, tmp_path, which):
+def test_unreadable_file_stops_with_its_name_and_a_safe_fix_and_is_kept(nb, tiny_run, tmp_path, which, kind):
     run, settings = tiny_run
     path = tmp_path / "vit.pt"
-    nb.save_checkpoint(path, {"settings": settings, "model": {"w": torch.zeros(1000)}})
     damaged = path if which == "checkpoint" else nb.resume_path(path)
-    if which == "resume state":
-        path.rename(damaged)
-    truncated = damaged.read_bytes()[:-200]  # a save cut short
-    damaged.write_bytes(truncated)
-    with pytest.raises(nb.CheckpointDamagedError, match=rf"{damaged.name} cannot be read.*RETRAIN = True.*"
-                                                        rf"{damaged.stem}.prev.pt"):
+    content = bad_bytes(kind, tmp_path, settings)
+    damaged.write_bytes(content)
+    with pytest.raises(nb.CheckpointDamagedError) as caught:
         run(path)
-    assert damaged.read_bytes() == truncated
+    message = str(caught.value)
+    assert str(damaged) in message and "RETRAIN = True" in message and f"{damaged.stem}.prev.pt" in message
+    assert "fetch the file again" in message
+    assert "weights_only" not in message and "\x1b" not in message  # no unsafe advice, no terminal colour codes
+    assert not (tmp_path / "code_ran").exists(), "loading the file ran the code it holds"
+    assert damaged.read_bytes() == content
 
 
 def test_retrain_keeps_a_damaged_resume_state_and_starts_over(nb, tiny_run, tmp_path, capsys):
