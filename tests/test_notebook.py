@@ -157,17 +157,6 @@ def test_unknown_parameter_is_refused(tmp_path, data_dir):
         run_notebook(tmp_path, DATA_DIR=data_dir, OUTPUT_DIR=str(tmp_path), EPOCH=1)
 
 
-def test_runs_from_a_folder_holding_only_the_notebook(tmp_path, data_dir, monkeypatch):
-    """How Colab sees it: no repository around, outputs next to the notebook, data from MNIST_DATA_DIR."""
-    monkeypatch.setenv("MNIST_DATA_DIR", data_dir)
-    executed = run_notebook(tmp_path, **TINY)
-    assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
-    assert (tmp_path / "checkpoints" / "vit_mnist.pt").exists()
-    assert "not in seed_study.csv yet" in stdout_of(executed)  # the seed study trains only when asked
-    for name in FIGURES:
-        assert (tmp_path / "figures" / f"{name}.png").exists()
-
-
 def test_ruff_passes_on_the_notebook():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", str(NOTEBOOK)],
                             cwd=ROOT, capture_output=True, text=True)
