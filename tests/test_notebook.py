@@ -18,7 +18,7 @@ from conftest import NOTEBOOK, ROOT
 # QUICK, the newcomer's switch, with a smaller model and fewer images still: what it leaves at its defaults it sets
 TINY = dict(QUICK=True, TRAIN_SUBSET=2000, VAL_SIZE=1000, EPOCHS=2, BATCH_SIZE=256, EMBED_DIM=32, DEPTH=2,
             NUM_HEADS=4, CNN_CHANNELS=[8, 16], CNN_EPOCHS=1, CONV_STEM_EPOCHS=1, SEED_STUDY_SEEDS=2,
-            ROBUSTNESS_IMAGES=200, PHOTOS=40, SWEEP_TRAIN_SUBSET=500, SWEEP_GRID={"patch_size": [14], "augment": [False]})
+            ROBUSTNESS_IMAGES=200, PHOTOS=40, SWEEP_TRAIN_SUBSET=500, SWEEP_GRID={"patch_size": [14], "augment": [True]})
 FIGURES = ["samples", "patches", "learning_rate", "vit_learning_curves",  # sections 2-4
            "confusion_matrix", "calibration", "misclassified", "test_predictions",  # section 6
            "cls_attention_0", "cls_attention_1", "attention_views", "attention_distance", "position_embeddings",
@@ -62,7 +62,8 @@ def test_smoke_run_has_no_error(smoke):
     assert not errors
     out = stdout_of(executed)
     assert "ViT epoch  2/2" in out and "the same prediction for every test digit: True" in out
-    assert "QUICK: WARMUP_EPOCHS=1, SWEEP_EPOCHS=1, SWEEP_SEEDS=2" in out  # the sizes the run left at their defaults
+    assert ("QUICK: LEARNING_RATE=0.002, WARMUP_EPOCHS=0.2, AUGMENT=False, EMA_DECAY=None, COMPARISON_TRAIN_SUBSET=15000, "
+            "TIMING_STEPS=3, SWEEP_EPOCHS=1, SWEEP_SEEDS=2") in out  # what the run left at its defaults
 
 
 def test_smoke_run_checkpoint_loads_and_history_is_complete(smoke, nb):
@@ -92,8 +93,8 @@ def test_smoke_run_trains_the_cnn_and_sweeps(smoke):
     assert checkpoint["config"] == {"channels": [8, 16]} and "temperature" in checkpoint["metrics"]
     with open(output_dir / "checkpoints" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["run"] for r in rows] == ["chosen", "patch_size=14", "augment=False", "chosen, seed 1"]
-    assert rows[1]["patch_size"] == "14" and rows[2]["augment"] == "False"
+    assert [r["run"] for r in rows] == ["chosen", "patch_size=14", "augment=True", "chosen, seed 1"]
+    assert rows[1]["patch_size"] == "14" and rows[2]["augment"] == "True"  # QUICK trains without augmentation
     assert all(0 < float(r["val_acc"]) <= 1 for r in rows)
     assert "test accuracy over 2 seed(s)" in out
 
