@@ -1,4 +1,4 @@
-"""The training-step benchmark runs (a few steps, no timing asserted: speed is measured by running it on its own)."""
+"""The benchmarks run (a few steps, no timing asserted: speed is measured by running them on their own)."""
 
 import subprocess
 import sys
@@ -15,3 +15,11 @@ def test_benchmark_runs_and_prints_the_ratio_to_vit_pytorch():
     for variant in ("notebook ViT, explicit attention", "notebook ViT, fused attention", "notebook train_step"):
         assert any(line.startswith(variant) for line in lines), variant
     assert "notebook train() loop:" in result.stdout
+
+
+def test_pad_latency_benchmark_runs():
+    result = subprocess.run([sys.executable, "benchmarks/pad_latency.py", "--strokes", "2"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for name in ("ViT", "conv-stem ViT", "CNN"):
+        assert f"{name}: wall median" in result.stdout, name
