@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -59,11 +60,14 @@ def commands_run(tmp_path_factory):
     """Each README command, verbatim, one after the other in one fresh clone: (clone, [(command, result)])."""
     clone = fresh_clone(tmp_path_factory.mktemp("newcomer") / "repo")
     assert not (clone / "runs").exists()
-    results = []
+    results, seconds = [], {}
     for command in readme_commands():
+        start = time.perf_counter()
         result = subprocess.run(command, shell=True, cwd=clone, env=newcomer_environment(), capture_output=True,
                                 text=True, timeout=1800)
+        seconds[command] = round(time.perf_counter() - start, 1)
         results.append((command, result, git_status(clone)))
+    (clone.parent / "seconds.json").write_text(json.dumps(seconds, indent=1))  # how long each took, for the README
     return clone, results
 
 
