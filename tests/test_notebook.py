@@ -167,7 +167,8 @@ def test_ruff_passes_on_the_notebook():
 def test_hard_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
     """SIGKILL the kernel during the ViT's second epoch, run the same command again: the same final weights."""
     params = dict(DATA_DIR=data_dir, TRAIN_SUBSET=4000, VAL_SIZE=1000, EPOCHS=2, WARMUP_EPOCHS=1, BATCH_SIZE=64,
-                  EMBED_DIM=32, DEPTH=2, NUM_HEADS=4, RUN_CNN_BASELINE=False, RUN_CONV_STEM=False, RUN_SWEEP=False)
+                  EMBED_DIM=32, DEPTH=2, NUM_HEADS=4, RUN_CNN_BASELINE=False, RUN_CONV_STEM=False, RUN_SWEEP=False,
+                  ROBUSTNESS_IMAGES=100, PHOTOS=20, ABLATION_PHOTOS=5)  # the later sections small: the ViT is the point
     run_notebook(tmp_path / "reference", OUTPUT_DIR=str(tmp_path / "reference" / "out"), **params)
     reference = torch.load(tmp_path / "reference" / "out" / "checkpoints" / "vit_mnist.pt", weights_only=True)
 
