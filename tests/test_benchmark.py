@@ -14,7 +14,7 @@ def test_benchmark_runs_and_prints_the_ratio_to_vit_pytorch():
     lines = result.stdout.splitlines()
     assert any(line.startswith("vit-pytorch ViT") and line.split()[-1] == "1.00" for line in lines)
     for variant in ("notebook ViT, explicit attention", "notebook ViT, fused attention", "notebook ViT, compiled",
-                    "notebook train_step"):
+                    "notebook ViT, compiled, fused kernel inside", "notebook train_step"):
         assert any(line.startswith(variant) for line in lines), variant
     assert "notebook train() loop" in result.stdout
     assert "train() of the ViT, compiled:" in result.stdout or "does not compile" in result.stdout
