@@ -4,17 +4,25 @@ import copy
 import os
 import platform
 import shutil
+import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
 
 
+def can_compile() -> bool:
+    return (platform.system() == "Linux" and shutil.which("g++") is not None
+            and Path(sysconfig.get_path("include"), "Python.h").is_file())
+
+
 @pytest.fixture
 def compiler():
-    """torch.compile's CPU code needs Linux and g++ (without them the notebook trains eagerly): skip with the reason;
-    in CI, where .ci/run installs g++, fail instead."""
-    if platform.system() != "Linux" or shutil.which("g++") is None:
-        reason = f"torch.compile on a CPU needs Linux and g++ ({platform.system()}, g++: {shutil.which('g++')})"
+    """torch.compile's CPU code needs Linux, g++ and Python's headers (without them the notebook trains eagerly): skip
+    with the reason; in CI, where .ci/run installs g++, fail instead."""
+    if not can_compile():
+        reason = (f"torch.compile on a CPU needs Linux, g++ and Python.h ({platform.system()}, g++: "
+                  f"{shutil.which('g++')}, headers in {sysconfig.get_path('include')})")
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the compiled tests, but {reason}")
         pytest.skip(reason)
@@ -29,8 +37,16 @@ def test_the_rule_compiles_long_cpu_runs_only(nb):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not nb.compiles_training(cpu, nb.COMPILE_MIN_STEPS - 1)
     assert not nb.compiles_training(cuda, 10 * nb.COMPILE_MIN_STEPS)
-    can_compile = platform.system() == "Linux" and shutil.which("g++") is not None
-    assert nb.compiles_training(cpu, nb.COMPILE_MIN_STEPS) == can_compile
+    assert nb.compiles_training(cpu, nb.COMPILE_MIN_STEPS) == can_compile()
+
+
+def test_without_a_compiler_or_python_headers_training_is_eager(nb, tmp_path, monkeypatch):
+    cpu = torch.device("cpu")
+    with monkeypatch.context() as patch:
+        patch.setattr(nb.sysconfig, "get_path", lambda name: str(tmp_path))  # a folder without Python.h
+        assert not nb.compiles_training(cpu, 10 * nb.COMPILE_MIN_STEPS)
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    assert not nb.compiles_training(cpu, 10 * nb.COMPILE_MIN_STEPS)
 
 
 def compiled_graph_targets(model) -> set[str]:
