@@ -68,10 +68,12 @@ def interrupt_after(nb, monkeypatch, calls: int):
     monkeypatch.setattr(nb, "random_affine", flaky)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("interrupted_epoch", [2, 3])
 def test_interrupted_run_resumes_to_bit_identical_weights_and_history(nb, tiny_run, tmp_path, monkeypatch, capsys,
-                                                                      interrupted_epoch):
+                                                                      interrupted_epoch, precision):
     run, settings = tiny_run
+    monkeypatch.setattr(nb, "CPU_TRAINING_DTYPE", getattr(torch, precision))  # CPU training in either precision
     (tmp_path / "uninterrupted").mkdir()
     reference, reference_history = run(tmp_path / "uninterrupted" / "vit.pt")
 

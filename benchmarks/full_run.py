@@ -1,0 +1,81 @@
+"""Train the notebook's default ViT at full length in one CPU precision and record what it reached.
+
+    python benchmarks/full_run.py --precision bfloat16   # or float32; writes benchmarks/results/full_run_<precision>.json
+
+The run takes the settings of the notebook's parameters cell (30 epochs, seed 0, ...), trains with the notebook's own
+train() (compiled where the notebook would compile), and writes its checkpoint to a scratch folder, never to
+checkpoints/. The result file holds the command, the machine (CPU model and flags), the date, the validation accuracy
+of the kept epoch, the training minutes and the seconds per epoch.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import NOTEBOOK, load_definitions, mnist_data_dir  # noqa: E402
+
+
+def notebook_parameters() -> dict:
+    """The defaults of the notebook's `parameters` cell."""
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    namespace = {"os": os}
+    exec(cell.source, namespace)
+    return namespace["DEFAULTS"]
+
+
+def cpu_description() -> dict:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"model": fields.get("model name", platform.processor()), "threads": torch.get_num_threads(),
+            "flags": [flag for flag in wanted if flag in fields.get("flags", "").split()]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], required=True)
+    parser.add_argument("--epochs", type=int, default=None, help="fewer epochs than the notebook's, for a smoke test")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    nb, p = load_definitions(), notebook_parameters()
+    nb.CPU_TRAINING_DTYPE = getattr(torch, args.precision)
+    device = torch.device("cpu")
+    data = nb.load_mnist(mnist_data_dir(), val_size=p["VAL_SIZE"], train_subset=p["TRAIN_SUBSET"], seed=p["SEED"])
+    config = nb.ViTConfig(patch_size=p["PATCH_SIZE"], embed_dim=p["EMBED_DIM"], depth=p["DEPTH"],
+                          num_heads=p["NUM_HEADS"], mlp_ratio=p["MLP_RATIO"], dropout=p["DROPOUT"])
+    train_settings = dict(epochs=args.epochs or p["EPOCHS"], batch_size=p["BATCH_SIZE"], lr=p["LEARNING_RATE"],
+                          weight_decay=p["WEIGHT_DECAY"], warmup_epochs=p["WARMUP_EPOCHS"],
+                          label_smoothing=p["LABEL_SMOOTHING"], grad_clip=p["GRAD_CLIP"], augment=p["AUGMENT"],
+                          ema_decay=p["EMA_DECAY"])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        nb.FIGURE_DIR = Path(scratch)
+        model, history = nb.train_new(f"ViT ({args.precision})", lambda: nb.VisionTransformer(config),
+                                      {"seed": p["SEED"]}, train_settings, data)
+    minutes = (time.perf_counter() - start) / 60
+    val_loss, val_acc = nb.evaluate(model, data.x_val, data.y_val, data)
+    result = {"command": "python benchmarks/full_run.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+              "cpu": cpu_description(), "torch": torch.__version__, "device": nb.device_name(device),
+              "training": history["training"], "epochs": train_settings["epochs"],
+              "best_epoch": history["best_epoch"], "val_acc": val_acc, "val_loss": val_loss,
+              "minutes": round(minutes, 1), "seconds_per_epoch": [round(s, 1) for s in history["seconds"]],
+              "images_per_s": [round(r) for r in history["images_per_s"]]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"full_run_{args.precision}{'' if args.epochs is None else f'_{args.epochs}_epochs'}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"validation accuracy {val_acc:.2%} (epoch {history['best_epoch']}), {minutes:.1f} min -> {path}")
+
+
+if __name__ == "__main__":
+    main()
