@@ -1,6 +1,6 @@
 """Train the notebook's default ViT at full length in one CPU precision and record what it reached.
 
-    python benchmarks/full_run.py --precision bfloat16   # or float32; writes benchmarks/results/full_run_<precision>.json
+    python benchmarks/full_run.py --precision bfloat16  # or float32: benchmarks/results/full_run_<precision>.json
 
 The run takes the settings of the notebook's parameters cell (30 epochs, seed 0, ...), trains with the notebook's own
 train() (compiled where the notebook would compile), and writes its checkpoint to a scratch folder, never to

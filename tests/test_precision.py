@@ -3,7 +3,6 @@ that must stay the same (deterministic, resumable, the committed float32 checkpo
 
 import pytest
 import torch
-
 from conftest import ROOT
 
 
