@@ -21,11 +21,11 @@ TINY = dict(QUICK=True, TRAIN_SUBSET=2000, VAL_SIZE=1000, EPOCHS=2, BATCH_SIZE=2
             ROBUSTNESS_IMAGES=200, PHOTOS=40, SWEEP_TRAIN_SUBSET=500, SWEEP_GRID={"patch_size": [14], "augment": [True]})
 FIGURES = ["samples", "patches", "learning_rate", "vit_learning_curves",  # sections 2-4
            "confusion_matrix", "calibration", "misclassified", "test_predictions",  # section 6
-           "cls_attention_0", "cls_attention_1", "attention_views", "attention_distance", "position_embeddings",
-           "patch_filters", "cls_features_pca",  # section 7
+           "cls_attention", "attention_views", "attention_distance", "position_embeddings",
+           "patch_filters", "cls_features_pca", "deletion_test",  # section 7
            "vit_vs_cnn_learning_curves", "attention_views_conv_stem",  # section 8
            "seed_study",  # section 9
-           "temperature_scaling", "corruptions", "corruption_examples", "deletion_test",  # section 10
+           "temperature_scaling", "corruptions", "corruption_examples",  # section 10
            "preparation_steps", "other_writers_confusion", "own_handwriting_predictions",  # section 11
            "sweep"]  # section 12
 
