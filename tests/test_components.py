@@ -5,6 +5,7 @@ from dataclasses import asdict
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 
 
 @pytest.fixture
@@ -238,3 +239,15 @@ def test_data_split_is_seeded_and_disjoint(nb, data_dir):
     train_rows = {row.numpy().tobytes() for row in a.x_train[:5000].flatten(1)}
     assert not any(row.numpy().tobytes() in train_rows for row in a.x_val.flatten(1)[:200] if row.sum() > 0)
     assert abs(a.mean - a.x_train.mean().item()) < 1e-6
+
+
+def test_explicit_equals_fused_attention_on_the_committed_vit(nb, mnist):
+    """The two attention paths agree on the trained weights too, not only on random ones."""
+    checkpoint = nb.load_checkpoint(ROOT / "checkpoints" / "vit_mnist.pt")
+    model = nb.model_from_checkpoint(checkpoint).eval()
+    x = (mnist.x_test[:500] - checkpoint["normalization"]["mean"]) / checkpoint["normalization"]["std"]
+    with torch.no_grad():
+        explicit, _ = model(x, return_attention=True)  # asking for the maps takes the explicit path
+        fused = model(x)
+    torch.testing.assert_close(fused, explicit, atol=1e-4, rtol=0)
+    assert torch.equal(fused.argmax(1), explicit.argmax(1))
