@@ -22,8 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import ROOT, load_definitions  # noqa: E402
 
 nb = load_definitions()
-CHECKPOINTS = {name: ROOT / "checkpoints" / file for name, file in
-               [("ViT", "vit_mnist.pt"), ("conv-stem ViT", "vit_conv_stem_mnist.pt"), ("CNN", "cnn_mnist.pt")]}
 
 
 def canvas_pictures(count: int) -> list[str]:
@@ -44,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strokes", type=int, default=60)
     args = parser.parse_args()
-    models = nb.pad_models(CHECKPOINTS)
+    models = nb.pad_models(ROOT / "checkpoints")
     pictures = canvas_pictures(args.strokes)
     print(f"{len(pictures)} strokes per model, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
     for name in models:

@@ -24,7 +24,6 @@ import pytest
 from conftest import ROOT
 
 TESTS = Path(__file__).resolve().parent
-CHECKPOINTS = {"ViT": ROOT / "checkpoints" / "vit_mnist.pt", "CNN": ROOT / "checkpoints" / "cnn_mnist.pt"}
 DRAWN = ("1", "7", "3")  # of the notebook's PAD_STROKES: points in a unit box, drawn in the canvas's middle 70%
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -58,7 +57,7 @@ def free_port() -> int:
 def write_notebook(folder: Path) -> Path:
     code = [f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom conftest import load_definitions\n\n"
             "nb = load_definitions()"]
-    code.append(f"pad = nb.DrawingPad(nb.pad_models({ {k: str(v) for k, v in CHECKPOINTS.items()} !r}))\npad")
+    code.append(f"pad = nb.DrawingPad(nb.pad_models({str(ROOT / 'checkpoints')!r}))\npad")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("\n".join(code))])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = folder / "pad.ipynb"

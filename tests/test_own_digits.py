@@ -88,9 +88,9 @@ def test_wrong_rank_is_named(nb):
 def test_classify_gives_the_top_three_calibrated_probabilities(nb):
     torch.manual_seed(0)
     model = nb.VisionTransformer(nb.ViTConfig(embed_dim=32, depth=1, num_heads=4))
-    top3 = nb.classify(model, drawn_seven(), mean=0.13, std=0.31, temperature=0.5)
-    probs = nb.calibrated_probabilities(model, nb.prepare_digit(drawn_seven())[None], mean=0.13, std=0.31,
-                                        temperature=0.5)[0]
+    calibration = dict(mean=0.13, std=0.31, temperature=0.5, unsure_below=0.99)
+    top3 = nb.classify(model, drawn_seven(), calibration)
+    probs = nb.calibrated_probabilities(model, nb.prepare_digit(drawn_seven())[None], calibration)[0]
     assert [digit for digit, _ in top3] == probs.topk(3).indices.tolist()
     assert [p for _, p in top3] == pytest.approx(probs.topk(3).values.tolist())
     assert top3[0][1] >= top3[1][1] >= top3[2][1] and probs.sum().item() == pytest.approx(1.0)

@@ -139,8 +139,7 @@ def test_stroke_width_is_measured_in_pixels(nb):
     ([(3, 0.50), (5, 0.30), (8, 0.15)], "the ViT is unsure: a 3 (50.0%) or a 5 (30.0%) or an 8 (15.0%)"),
 ])
 def test_reading_says_plainly_when_it_is_unsure(nb, top, sentence):
-    assert nb.UNSURE_BELOW == 0.99  # chosen on MNIST validation digits (section 11.2)
-    assert nb.reading(top, reader="the ViT") == sentence
+    assert nb.reading(top, 0.99, reader="the ViT") == sentence
 
 
 def test_pad_view_reads_drawn_digits_and_a_blank_canvas(nb):
@@ -148,7 +147,7 @@ def test_pad_view_reads_drawn_digits_and_a_blank_canvas(nb):
     maps, and a blank canvas, which shows nothing."""
     from conftest import ROOT
 
-    models = nb.pad_models({"ViT": ROOT / "checkpoints" / "vit_mnist.pt", "CNN": ROOT / "checkpoints" / "cnn_mnist.pt"})
+    models = nb.pad_models(ROOT / "checkpoints")
     for digit, strokes in nb.PAD_STROKES.items():
         view = nb.pad_view(nb.draw_strokes(strokes, seed=int(digit)), models)
         assert view["digit"].shape == (28, 28)
