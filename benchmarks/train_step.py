@@ -1,27 +1,45 @@
-"""One training step of the notebook's ViT against vit-pytorch's ViT of the same shape, measured side by side.
+"""The notebook's ViT against vit-pytorch's ViT of the same shape, one training step at a time, like with like.
 
-    python benchmarks/train_step.py            # CPU (or CUDA when present), 5 warm-up + 30 timed rounds
-    python benchmarks/train_step.py --profile  # also where the time of the notebook's step goes (torch.profiler)
-    python benchmarks/train_step.py --epochs 2 # also seconds per epoch of train(), eager and compiled, in turn
+    python benchmarks/train_step.py                   # CPU (or CUDA when present): the step table and its ratios
+    python benchmarks/train_step.py --epochs 2        # also seconds per epoch of train(), float32 vs bfloat16
+    python benchmarks/train_step.py --profile         # also where the time of train()'s loop goes (torch.profiler)
+    python benchmarks/train_step.py --out benchmarks/results/train_step.txt   # also the whole output, in a file
 
-Every variant takes one step per round, in turn, on the same batch of 128 random 28x28 images, so that a change in
-the machine's load touches them alike; the table gives each variant's median step time and its ratio to
-vit-pytorch's. A step is forward, loss, backward and AdamW update: the notebook's ViT eagerly with either attention
-path, and compiled by torch.compile with either (the explicit one is how its long CPU training runs take it). The
-notebook's `train_step` row adds what the notebook's training loop does besides (gradient clipping, the loss scaler,
-the weight average), compiled where a full training run compiles. The loop line runs the notebook's own `train()`
-for two epochs on random images and compares its images per second in the second epoch with the bare step's.
+A step is forward, loss, backward and AdamW update on a batch of 128 random 28x28 images. Every variant takes one
+step per round, the variants in a new random order each round, so that a change in the machine's load touches them
+alike; the table gives each variant's median step time. The two models differ in nothing but the model: both take
+the same optimiser (PyTorch's AdamW with `fused=True`, the notebook's make_optimizer, weight decay on matrices only:
+vit-pytorch's [CLS] token and position embeddings are named to it as the notebook's are), the same precision (the
+notebook's autocast_for, with nb.CPU_TRAINING_DTYPE set to float32 or bfloat16) and the same compilation
+(torch.compile of the model, as train() does). Each ratio below the table divides two variants that differ in one
+thing only, round by round (the median of the per-round ratios, with the quartiles).
+
+- Step table: both models eager and compiled, in float32 and bfloat16 (CPU); the notebook's ViT with either attention
+  path (its `fused` attribute: PyTorch's fused kernel or the explicit softmax(QK^T/sqrt d)V); the notebook's ViT and
+  vit-pytorch's with PyTorch's default AdamW (the loop of small operations), to price the fused kernel by itself;
+  and the notebook's whole train_step (gradient clipping, the loss scaler) plus the weight average, in the precision
+  and compile mode that a full training run takes on this machine.
+- Matrix products: GFLOP/s of float32 and bfloat16 products of the model's shapes, and nb.bfloat16_speedup().
+- Loop (--loop-steps): the notebook's own train() for two epochs of random images in a full run's precision and
+  compile mode, the second epoch's images/s against the bare step and against train_step + weight average, each
+  timed in blocks of as many steps just before and just after; then a copy of train()'s loop timed part by part.
+- Epochs (--epochs N): seconds per epoch of train() on 55,000 random images, one-epoch runs taking turns, N rounds.
 Needs `pip install -r requirements-dev.txt` (vit-pytorch is a dev-only dependency).
 """
 
 import argparse
 import contextlib
+import dataclasses
+import datetime
 import io
 import math
 import platform
+import random
+import shlex
 import statistics
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -32,6 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import load_definitions  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
+LR, WEIGHT_DECAY, EMA_DECAY = 1e-3, 0.05, 0.999
+NOTEBOOK, PEER = "notebook ViT", "vit-pytorch ViT"
+MATMUL_SHAPES = {"qkv": (128 * 17, 128, 384), "MLP in": (128 * 17, 128, 256), "MLP out": (128 * 17, 256, 128)}
 
 
 def synchronize(device: torch.device) -> None:
@@ -39,81 +60,294 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_step(model, optimizer, xb, yb, device):
-    """Forward, loss, backward, update: what every training loop does, in the device's precision."""
+@contextlib.contextmanager
+def cpu_precision(dtype: torch.dtype):
+    """nb.CPU_TRAINING_DTYPE = dtype for the block: what nb.autocast_for, train_step and train() compute in on a CPU."""
+    before = nb.CPU_TRAINING_DTYPE
+    nb.CPU_TRAINING_DTYPE = dtype
+    try:
+        yield
+    finally:
+        nb.CPU_TRAINING_DTYPE = before
+
+
+def precisions(device: torch.device) -> dict[str, torch.dtype]:
+    """The precisions to compare: float32 and bfloat16 autocast on a CPU; elsewhere the device's own (nb)."""
+    if device.type == "cpu":
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    return {nb.precision_name(device): nb.precision_for(device)[0]}
+
+
+def dtype_name(device: torch.device, dtype: torch.dtype) -> str:
+    return next(name for name, d in precisions(device).items() if d == dtype)
+
+
+def peer_vit(config, device: torch.device) -> torch.nn.Module:
+    """vit-pytorch's ViT of the notebook's shape; its [CLS] token and position embeddings named as the notebook names
+    its own (no_weight_decay), so that nb.make_optimizer groups both models' parameters alike."""
+    peer = PeerViT(image_size=config.image_size, patch_size=config.patch_size, num_classes=config.num_classes,
+                   dim=config.embed_dim, depth=config.depth, heads=config.num_heads,
+                   mlp_dim=config.mlp_ratio * config.embed_dim, channels=config.in_channels,
+                   dim_head=config.embed_dim // config.num_heads).to(device)
+    peer.no_weight_decay = lambda: {"cls_token", "pos_embedding"}
+    return peer
+
+
+def adamw(model: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
+    """The notebook's optimiser (nb.make_optimizer: AdamW, fused=True on CPU and CUDA, decay on matrices only); with
+    fused=False, the same parameter groups and settings in PyTorch's default AdamW (a loop of small operations)."""
+    optimizer = nb.make_optimizer(model, LR, WEIGHT_DECAY)
+    if fused:
+        return optimizer
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in optimizer.param_groups]
+    return torch.optim.AdamW(groups, lr=LR, betas=optimizer.defaults["betas"])
+
+
+def bare_step(net, optimizer, xb, yb, device) -> None:
+    """Forward, loss, backward, update: what every training loop does, in nb.autocast_for's precision."""
     with nb.autocast_for(device):
-        loss = F.cross_entropy(model(xb).float(), yb)
+        loss = F.cross_entropy(net(xb).float(), yb)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
-def variants(config, device):
-    """name -> (model, a function doing one step on (xb, yb))."""
+@dataclasses.dataclass
+class Variant:
+    model_name: str  # NOTEBOOK or PEER
+    mode: str  # "eager" or "compiled"
+    attention: str  # "fused kernel" or "explicit" (vit-pytorch's is explicit)
+    precision: str  # "float32", "bfloat16"
+    adamw: str  # "fused" or "default"
+    step_name: str = "bare step"  # or "train_step + EMA"
+    model: torch.nn.Module = None
+    step: object = None  # one step on (xb, yb)
+    train_takes: str = ""  # "yes" where train() takes this attention path in this precision and mode
+
+    @property
+    def key(self) -> tuple:
+        return (self.model_name, self.step_name, self.mode, self.attention, self.precision, self.adamw)
+
+
+def key(model_name, mode, attention, precision, adamw="fused", step_name="bare step") -> tuple:
+    return (model_name, step_name, mode, attention, precision, adamw)
+
+
+def full_run_mode(device: torch.device) -> tuple[torch.dtype, bool]:
+    """The precision and compile mode of a full training run of the notebook on this device: CPU_PRECISION "auto"
+    (nb.cpu_training_dtype of the measured nb.bfloat16_speedup) and nb.compiles_training of a long run."""
+    if device.type == "cpu":
+        dtype = nb.cpu_training_dtype("auto", nb.bfloat16_speedup())
+    else:
+        dtype = nb.precision_for(device)[0]
+    return dtype, nb.compiles_training(device, nb.COMPILE_MIN_STEPS)
+
+
+def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_compiled: bool) -> list[Variant]:
+    """Every variant of the step table, each with its own model (seed 0) and optimiser."""
+    out = []
+
+    def add(model_name, mode, attention, precision, adamw_kind="fused"):
+        torch.manual_seed(0)
+        if model_name == PEER:
+            model = peer_vit(config, device)
+        else:
+            model = nb.VisionTransformer(config).to(device)
+            for block in model.blocks:
+                block.attn.fused = attention == "fused kernel"
+        optimizer = adamw(model, adamw_kind == "fused")
+        net = torch.compile(model) if mode == "compiled" else model
+        dtype = precisions(device)[precision]
+
+        def step(xb, yb):
+            with cpu_precision(dtype):
+                bare_step(net, optimizer, xb, yb, device)
+
+        kind = "fused" if optimizer.defaults.get("fused") else "default"
+        variant = Variant(model_name, mode, attention, precision, kind, model=model, step=step)
+        if model_name == NOTEBOOK:
+            with cpu_precision(dtype):
+                taken = nb.fused_attention_for(device, mode == "compiled")
+            variant.train_takes = "yes" if taken == (attention == "fused kernel") else ""
+        out.append(variant)
+
+    for precision in precisions(device):
+        for mode in ("eager", "compiled"):
+            add(PEER, mode, "explicit", precision)
+            for attention in ("fused kernel", "explicit"):
+                if precision == "float32" or attention == "explicit" or mode == "eager":
+                    add(NOTEBOOK, mode, attention, precision)
+        if precision == "float32":  # the fused AdamW kernel by itself; the old benchmark's peer
+            add(NOTEBOOK, "eager", "fused kernel", precision, "default")
+            add(PEER, "eager", "explicit", precision, "default")
+    # the notebook's whole train_step with the weight average, in the precision and compile mode of a full run
+    precision = dtype_name(device, loop_dtype)
     torch.manual_seed(0)
-    peer = PeerViT(image_size=28, patch_size=config.patch_size, num_classes=10, dim=config.embed_dim,
-                   depth=config.depth, heads=config.num_heads, mlp_dim=config.mlp_ratio * config.embed_dim,
-                   channels=1, dim_head=config.embed_dim // config.num_heads).to(device)
-    peer_optimizer = torch.optim.AdamW(peer.parameters(), lr=1e-3, weight_decay=0.05)
-    out = {"vit-pytorch ViT": (peer, lambda xb, yb: bare_step(peer, peer_optimizer, xb, yb, device))}
-    paths = {"explicit attention": False, "fused attention": True,  # eager, each path forced
-             "compiled": None,  # as the notebook compiles it: the explicit path inside (fused = None)
-             "compiled, fused kernel inside": True}  # the alternative it was chosen over
-    for path, fused in paths.items():
-        model = nb.VisionTransformer(config).to(device)
-        for block in model.blocks:
-            block.attn.fused = fused
-        optimizer = nb.make_optimizer(model, 1e-3, 0.05)
-        net = torch.compile(model) if path.startswith("compiled") else model
-        out[f"notebook ViT, {path}"] = (model, lambda xb, yb, n=net, o=optimizer: bare_step(n, o, xb, yb, device))
-    model = nb.VisionTransformer(config).to(device)  # as a full training run takes it (nb.compiles_training)
-    net = torch.compile(model) if nb.compiles_training(device, nb.COMPILE_MIN_STEPS) else model
-    optimizer = nb.make_optimizer(model, 1e-3, 0.05)
-    scaler = nb.make_scaler(device)
-    ema = nb.make_ema(model, 0.999)
+    model = nb.VisionTransformer(config).to(device)
+    with cpu_precision(loop_dtype):
+        fused = nb.fused_attention_for(device, loop_compiled)
+    for block in model.blocks:
+        block.attn.fused = fused
+    net = torch.compile(model) if loop_compiled else model
+    optimizer, scaler, ema = nb.make_optimizer(model, LR, WEIGHT_DECAY), nb.make_scaler(device), nb.make_ema(model,
+                                                                                                         EMA_DECAY)
 
     def notebook_step(xb, yb):
-        nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
-        ema.update_parameters(model)
+        with cpu_precision(loop_dtype):
+            nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
+            ema.update_parameters(model)
 
-    name = f"notebook train_step + clipping + weight average{', compiled' if net is not model else ''}"
-    out[name] = (model, notebook_step)
+    out.append(Variant(NOTEBOOK, "compiled" if loop_compiled else "eager", "fused kernel" if fused else "explicit",
+                       precision, "fused" if optimizer.defaults.get("fused") else "default", "train_step + EMA",
+                       model, notebook_step, "yes"))
     return out
 
 
-def benchmark(device, batch_size, warmup, rounds):
-    config = nb.ViTConfig()  # the notebook's default: patch 7, width 128, depth 6, 4 heads, MLP ratio 2
-    runs = variants(config, device)
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def time_variants(variants: list[Variant], device, batch_size: int, warmup: int, rounds: int) -> dict:
+    """Each variant's step times (s), round by round: key -> list."""
     xb = torch.randn(batch_size, 1, 28, 28, device=device)
     yb = torch.randint(0, 10, (batch_size,), device=device)
-    for name, (model, step) in runs.items():  # a first step each: where torch.compile compiles
-        model.train()
+    for v in variants:  # a first step each: where torch.compile compiles
+        v.model.train()
         synchronize(device)
         start = time.perf_counter()
-        step(xb, yb)
+        v.step(xb, yb)
         synchronize(device)
-        if "compiled" in name:
-            print(f"{name}: first step, compilation included, {time.perf_counter() - start:.1f} s")
-    times = {name: [] for name in runs}
+        if v.mode == "compiled":
+            print(f"first step of {v.model_name}, {v.step_name}, compiled, {v.attention}, {v.precision}: "
+                  f"{time.perf_counter() - start:.1f} s (compilation included)", flush=True)
+    times = {v.key: [] for v in variants}
+    order = list(variants)
+    shuffler = random.Random(0)
     for round_ in range(warmup + rounds):
-        for name, (model, step) in runs.items():
-            model.train()
+        shuffler.shuffle(order)
+        for v in order:
             synchronize(device)
             start = time.perf_counter()
-            step(xb, yb)
+            v.step(xb, yb)
             synchronize(device)
             if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    peer = medians["vit-pytorch ViT"]
-    print(f"{'variant':<62} {'params':>9} {'median ms':>10} {'ratio':>6}")
-    for name, (model, _) in runs.items():
-        params = sum(p.numel() for p in model.parameters())
-        print(f"{name:<62} {params:>9,} {1000 * medians[name]:>10.1f} {medians[name] / peer:>6.2f}")
-    return medians
+                times[v.key].append(time.perf_counter() - start)
+    return times
 
 
-def random_splits(n, device):
+def print_step_table(variants: list[Variant], times: dict, batch_size: int) -> None:
+    print(f"\nStep table: median ms per step of {batch_size} images, with the quartiles of the rounds; train(): "
+          "the attention path that train() takes in this precision and mode")
+    header = (f"{'#':>2}  {'model':<15} {'step':<16} {'mode':<8} {'attention':<12} {'precision':<9} {'AdamW':<7} "
+              f"{'params':>7} {'median ms':>9} {'quartiles ms':>13} {'train()':>7}")
+    print(header)
+    print("-" * len(header))
+    for i, v in enumerate(variants, 1):
+        q1, q2, q3 = (1000 * q for q in quartiles(times[v.key]))
+        params = sum(p.numel() for p in v.model.parameters())
+        print(f"{i:>2}  {v.model_name:<15} {v.step_name:<16} {v.mode:<8} {v.attention:<12} {v.precision:<9} "
+              f"{v.adamw:<7} {params:>7,} {q2:>9.1f} {f'{q1:.1f}-{q3:.1f}':>13} {v.train_takes:>7}")
+
+
+def comparisons(device, loop_precision: str, loop_compiled: bool, loop_attention: str) -> list[tuple]:
+    """(what the ratio prices, numerator key, denominator key): each pair differs in one thing only."""
+    out = []
+    f32 = "float32" if "float32" in precisions(device) else None
+    for p in precisions(device):
+        out += [(f"notebook/vit-pytorch, eager, {p} (notebook: fused kernel)", key(NOTEBOOK, "eager", "fused kernel", p),
+                 key(PEER, "eager", "explicit", p)),
+                (f"notebook/vit-pytorch, eager, {p} (notebook: explicit)", key(NOTEBOOK, "eager", "explicit", p),
+                 key(PEER, "eager", "explicit", p)),
+                (f"notebook/vit-pytorch, compiled, {p} (notebook: explicit)", key(NOTEBOOK, "compiled", "explicit", p),
+                 key(PEER, "compiled", "explicit", p)),
+                (f"notebook/vit-pytorch, compiled, {p} (notebook: fused kernel)",
+                 key(NOTEBOOK, "compiled", "fused kernel", p), key(PEER, "compiled", "explicit", p))]
+    for p in precisions(device):
+        out += [(f"fused kernel/explicit attention, notebook eager, {p}", key(NOTEBOOK, "eager", "fused kernel", p),
+                 key(NOTEBOOK, "eager", "explicit", p)),
+                (f"fused kernel/explicit attention, notebook compiled, {p}",
+                 key(NOTEBOOK, "compiled", "fused kernel", p), key(NOTEBOOK, "compiled", "explicit", p))]
+    for p in precisions(device):
+        out += [(f"compiled/eager, notebook, {p} (explicit attention)", key(NOTEBOOK, "compiled", "explicit", p),
+                 key(NOTEBOOK, "eager", "explicit", p)),
+                (f"compiled/eager, vit-pytorch, {p}", key(PEER, "compiled", "explicit", p),
+                 key(PEER, "eager", "explicit", p))]
+    if "bfloat16" in precisions(device) and f32:
+        for mode in ("eager", "compiled"):
+            out.append((f"bfloat16/float32, notebook {mode} (explicit attention)", key(NOTEBOOK, mode, "explicit",
+                                                                                        "bfloat16"),
+                        key(NOTEBOOK, mode, "explicit", f32)))
+        for mode in ("eager", "compiled"):
+            out.append((f"bfloat16/float32, vit-pytorch {mode}", key(PEER, mode, "explicit", "bfloat16"),
+                        key(PEER, mode, "explicit", f32)))
+        out.append(("bfloat16, explicit/float32, fused kernel: notebook eager, each precision's train() path",
+                    key(NOTEBOOK, "eager", "explicit", "bfloat16"), key(NOTEBOOK, "eager", "fused kernel", f32)))
+    if f32:
+        out += [("fused/default AdamW, notebook eager, float32 (fused kernel)",
+                 key(NOTEBOOK, "eager", "fused kernel", f32), key(NOTEBOOK, "eager", "fused kernel", f32, "default")),
+                ("fused/default AdamW, vit-pytorch eager, float32", key(PEER, "eager", "explicit", f32),
+                 key(PEER, "eager", "explicit", f32, "default")),
+                ("old benchmark's pairing: notebook eager (fused AdamW)/vit-pytorch eager (default AdamW), float32",
+                 key(NOTEBOOK, "eager", "fused kernel", f32), key(PEER, "eager", "explicit", f32, "default")),
+                ("old benchmark's pairing: notebook compiled (fused AdamW)/vit-pytorch eager (default AdamW), float32",
+                 key(NOTEBOOK, "compiled", "explicit", f32), key(PEER, "eager", "explicit", f32, "default"))]
+    mode = "compiled" if loop_compiled else "eager"
+    out.append((f"train_step + clipping + EMA/bare step, notebook {mode}, {loop_precision} (a full run's mode)",
+                key(NOTEBOOK, mode, loop_attention, loop_precision, step_name="train_step + EMA"),
+                key(NOTEBOOK, mode, loop_attention, loop_precision)))
+    return out
+
+
+def print_ratios(variants: list[Variant], times: dict, pairs: list[tuple]) -> dict:
+    """Each pair's ratio of step times (below 1: the numerator is faster), as the median of the per-round ratios."""
+    number = {v.key: i for i, v in enumerate(variants, 1)}
+    print("\nRatios of step times, numerator/denominator (below 1.00: the first is faster); median of the per-round "
+          "ratios [quartiles]")
+    width = max(len(text) for text, *_ in pairs)
+    header = f"{'ratio':>5} {'[quartiles]':>13}  {'rows':>7}  what it prices"
+    print(header)
+    print("-" * (len(header) + width - len("what it prices")))
+    results = {}
+    for text, top, bottom in pairs:
+        if top not in times or bottom not in times:
+            continue
+        per_round = [a / b for a, b in zip(times[top], times[bottom])]
+        q1, q2, q3 = quartiles(per_round)
+        results[text] = q2
+        print(f"{q2:>5.2f} {f'[{q1:.2f}-{q3:.2f}]':>13}  {f'{number[top]}/{number[bottom]}':>7}  {text}")
+    return results
+
+
+def matmul_seconds(dtype: torch.dtype, m: int, k: int, n: int, repeats: int = 20) -> float:
+    """Seconds per (m, k) @ (k, n) product on the CPU: the median of 5 timings of `repeats` products, as
+    nb.bfloat16_speedup times them."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / repeats
+
+
+def print_matmul_rates() -> None:
+    print("\nMatrix products of the model's shapes on the CPU (GFLOP/s = 2mkn / seconds; median of 5 timings of 20):")
+    print(f"{'product':<8} {'(m, k) @ (k, n)':<22} {'float32':>8} {'bfloat16':>9} {'bf16/f32':>9}")
+    for name, (m, k, n) in MATMUL_SHAPES.items():
+        rate = {dtype: 2 * m * k * n / matmul_seconds(dtype, m, k, n) / 1e9 for dtype in (torch.float32,
+                                                                                          torch.bfloat16)}
+        print(f"{name:<8} {f'({m}, {k}) @ ({k}, {n})':<22} {rate[torch.float32]:>8.1f} "
+              f"{rate[torch.bfloat16]:>9.1f} {rate[torch.bfloat16] / rate[torch.float32]:>9.2f}")
+    print(f"nb.bfloat16_speedup() (the notebook's rule: bfloat16 where >= {nb.BFLOAT16_MIN_SPEEDUP}): "
+          f"{nb.bfloat16_speedup():.2f}")
+
+
+def random_splits(n: int, device) -> object:
     """n random training images (and 256 for validation and test) in the notebook's MNISTSplits."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(n + 256, 1, 28, 28, generator=generator).to(device)
@@ -121,66 +355,199 @@ def random_splits(n, device):
     return nb.MNISTSplits(x[:n], y[:n], x[n:], y[n:], x[n:], y[n:], mean=0.5, std=0.29)
 
 
-def train_epochs(device, batch_size, n, epochs, compiled, name):
-    """The notebook's own train() of its ViT (augmentation, weight average) on n random images: its history. With
-    `compiled`, the run compiles wherever a long run of the notebook would (nb.compiles_training)."""
+TRAIN_SETTINGS = dict(lr=LR, weight_decay=WEIGHT_DECAY, warmup_epochs=1, label_smoothing=0.1, grad_clip=1.0,
+                      augment=True, ema_decay=EMA_DECAY)  # the notebook's, but one warm-up epoch
+
+
+def train_epochs(device, batch_size: int, n: int, epochs: int, dtype: torch.dtype, compiled: bool) -> dict:
+    """The notebook's own train() of its ViT (augmentation, weight average, progress bar) on n random images in
+    `dtype`, compiled or not whatever its length (nb.COMPILE_MIN_STEPS set for the run): its history."""
     default = nb.COMPILE_MIN_STEPS
     nb.COMPILE_MIN_STEPS = 1 if compiled else math.inf
     try:
         torch.manual_seed(0)
         model = nb.VisionTransformer(nb.ViTConfig()).to(device)
-        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars and epoch lines
-            return nb.train(model, random_splits(n, device), epochs=epochs, batch_size=batch_size, lr=1e-3,
-                            weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1, grad_clip=1.0, augment=True,
-                            ema_decay=0.999, name=name)
+        with cpu_precision(dtype), contextlib.redirect_stdout(io.StringIO()):  # its progress bars and epoch lines
+            return nb.train(model, random_splits(n, device), epochs=epochs, batch_size=batch_size, name="benchmark",
+                            **TRAIN_SETTINGS)
     finally:
         nb.COMPILE_MIN_STEPS = default
 
 
-def seconds_per_epoch(device, batch_size, rounds, n):
-    """Seconds per epoch of train() on n images (the ViT's training set: 55,000), one-epoch runs taking turns, eager
-    and compiled; the first compiled epoch includes the compilation (torch.compile caches it on disk)."""
-    if not nb.compiles_training(device, math.inf):
-        print(f"seconds per epoch: training on {device.type} does not compile (nb.compiles_training); skipped")
-        return
-    seconds = {"eager": [], "compiled": []}
-    for round_ in range(rounds):
-        for kind in seconds:
-            seconds[kind].append(train_epochs(device, batch_size, n, 1, kind == "compiled", kind)["seconds"][0])
-            print(f"round {round_ + 1}: {kind} epoch {seconds[kind][-1]:.1f} s", flush=True)
-    for kind, values in seconds.items():
-        later = values[1:] if kind == "compiled" and len(values) > 1 else values
-        print(f"train() of the ViT, {kind}: {statistics.median(later):.1f} s per epoch (median of {len(later)})"
-              + (f"; first epoch, compiling included, {values[0]:.1f} s" if kind == "compiled" else ""))
+LOOP_PARTS = ("next batch (shuffle, index, progress bar)", "augmentation + normalisation",
+              "train_step (forward, loss, backward, clipping, AdamW)", "learning-rate schedule",
+              "weight average (AveragedModel)", "loss and accuracy sums (run.count)")
 
 
-def profile(device, batch_size, steps=10):
-    """Where the time of the notebook's training step goes, eager and compiled: its operators by total self time."""
-    from torch.profiler import ProfilerActivity, profile, record_function
+def loop_copy(device, batch_size: int, steps: int, dtype: torch.dtype, compiled: bool, profiler=None) -> dict:
+    """train()'s loop written out from the notebook's parts (TrainingRun's batches, net and count), its second epoch
+    timed part by part: part -> seconds, and "epoch" -> the epoch's seconds. Validation is left out (train() does not
+    time it either)."""
+    from torch.profiler import record_function
 
+    label = record_function if profiler is not None else (lambda name: contextlib.nullcontext())
+    torch.manual_seed(0)
+    model = nb.VisionTransformer(nb.ViTConfig()).to(device)
+    with cpu_precision(dtype):
+        fused = nb.fused_attention_for(device, compiled)
+    for block in model.blocks:
+        block.attn.fused = fused
+    data = random_splits(batch_size * steps, device)
+    optimizer, scaler, ema = nb.make_optimizer(model, LR, WEIGHT_DECAY), nb.make_scaler(device), nb.make_ema(model,
+                                                                                                         EMA_DECAY)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, nb.warmup_cosine(steps, 2 * steps))
+    net = torch.compile(model) if compiled else model
+    seconds = dict.fromkeys(LOOP_PARTS, 0.0)
+    for epoch in (1, 2):
+        model.train()
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+        bar = nb.tqdm(nb.batches(data.x_train, data.y_train, batch_size, shuffle=True), total=steps,
+                      file=io.StringIO(), leave=False, mininterval=2.0, ncols=90)
+        batches = iter(bar)
+        timed = epoch == 2
+        context = profiler if timed and profiler is not None else contextlib.nullcontext()
+        start = time.perf_counter()
+        with context, cpu_precision(dtype):
+            while True:
+                marks = [time.perf_counter()]
+                with label(LOOP_PARTS[0]):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
+                xb, yb = batch
+                marks.append(time.perf_counter())
+                with label(LOOP_PARTS[1]):
+                    xb = data.normalize(nb.random_affine(xb))
+                    synchronize(device)
+                marks.append(time.perf_counter())
+                with label(LOOP_PARTS[2]):
+                    logits, loss = nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
+                    synchronize(device)
+                marks.append(time.perf_counter())
+                with label(LOOP_PARTS[3]):
+                    schedule.step()
+                marks.append(time.perf_counter())
+                with label(LOOP_PARTS[4]):
+                    ema.update_parameters(model)
+                    synchronize(device)
+                marks.append(time.perf_counter())
+                with label(LOOP_PARTS[5]):
+                    loss_sum += loss.detach() * len(yb)
+                    correct += (logits.argmax(1) == yb).sum()
+                    synchronize(device)
+                marks.append(time.perf_counter())
+                if timed:
+                    for part, a, b in zip(LOOP_PARTS, marks, marks[1:]):
+                        seconds[part] += b - a
+        seconds["epoch"] = time.perf_counter() - start
+    return seconds
+
+
+def step_block(variant: Variant, device, batch_size: int, steps: int) -> float:
+    """Images per second of `steps` steps of a variant in a row."""
     xb = torch.randn(batch_size, 1, 28, 28, device=device)
     yb = torch.randint(0, 10, (batch_size,), device=device)
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = nb.VisionTransformer(nb.ViTConfig()).to(device).train()
-        net = torch.compile(model) if compiled else model
-        optimizer, scaler, ema = nb.make_optimizer(model, 1e-3, 0.05), nb.make_scaler(device), nb.make_ema(model, 0.999)
-        for _ in range(3):
-            nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
+    variant.model.train()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        variant.step(xb, yb)
+    synchronize(device)
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def loop_against_step(variants: list[Variant], device, batch_size: int, steps: int, dtype: torch.dtype,
+                      compiled: bool, profile: bool) -> None:
+    """train()'s loop against the bare step and train_step + EMA, in a full run's precision and compile mode."""
+    precision, mode = dtype_name(device, dtype), "compiled" if compiled else "eager"
+    with cpu_precision(dtype):
+        attention = "fused kernel" if nb.fused_attention_for(device, compiled) else "explicit"
+    bare = next(v for v in variants if v.key == key(NOTEBOOK, mode, attention, precision))
+    whole = next(v for v in variants if v.step_name == "train_step + EMA")
+    print(f"\nLoop: the notebook's train() in a full run's mode ({precision}, {mode}, {attention} attention; "
+          f"{steps} batches of {batch_size} per epoch, two epochs, the second timed) against blocks of {steps} steps "
+          "timed just before and just after it (images/s)")
+    before = {"bare": step_block(bare, device, batch_size, steps), "whole": step_block(whole, device, batch_size, steps)}
+    history = train_epochs(device, batch_size, batch_size * steps, 2, dtype, compiled)
+    after = {"bare": step_block(bare, device, batch_size, steps), "whole": step_block(whole, device, batch_size, steps)}
+    loop = history["images_per_s"][1]
+    bare_rate = (before["bare"] + after["bare"]) / 2
+    whole_rate = (before["whole"] + after["whole"]) / 2
+    print(f"train() loop ({history['training']}), second epoch: {loop:,.0f} images/s; "
+          f"{history['data_fraction'][1]:.1%} of it preparing batches (train()'s data_fraction)")
+    print(f"bare step: {bare_rate:,.0f} images/s (before {before['bare']:,.0f}, after {after['bare']:,.0f}); "
+          f"loop/bare step {loop / bare_rate:.2f}")
+    print(f"train_step + clipping + EMA: {whole_rate:,.0f} images/s (before {before['whole']:,.0f}, after "
+          f"{after['whole']:,.0f}); loop/train_step + EMA {loop / whole_rate:.2f}")
+    profiler = None
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
-            for _ in range(steps):
-                with record_function("augmentation"):
-                    nb.random_affine(xb)
-                with record_function("input check"):
-                    nb.check_images(xb, 1, 28)
-                with record_function("train_step"):
-                    nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
-                with record_function("weight average"):
-                    ema.update_parameters(model)
-        print(f"\nthe notebook's training step, {'compiled' if compiled else 'eager (fused attention)'}: "
-              f"{steps} steps")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        profiler = torch_profile(activities=activities)
+    parts = loop_copy(device, batch_size, steps, dtype, compiled, profiler)
+    total = parts.pop("epoch")
+    print(f"\nThe loop written out from the notebook's parts, its second epoch timed part by part "
+          f"({batch_size * steps / total:,.0f} images/s{' under the profiler' if profile else ''}):")
+    print(f"{'ms per step':>11} {'share':>6}  part")
+    for part, s in list(parts.items()) + [("the rest (the loop's own Python)", total - sum(parts.values()))]:
+        print(f"{1000 * s / steps:>11.2f} {s / total:>6.1%}  {part}")
+    print(f"{1000 * total / steps:>11.2f} {1:>6.1%}  the epoch")
+    if profiler is not None:
+        print(f"\nWhere the second epoch's time goes (torch.profiler, {steps} steps), by self CPU time:")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+def seconds_per_epoch(device, batch_size: int, rounds: int, n: int, kinds: list[str]) -> None:
+    """Seconds per epoch of train() on n images (the ViT's training set: 55,000), one-epoch runs of each kind taking
+    turns; the first compiled run of a kind may include compiling (torch.compile caches its code on disk)."""
+    print(f"\nEpochs: seconds per epoch of train() on {n:,} random images (batch {batch_size}; validation excluded), "
+          f"one-epoch runs taking turns, {rounds} round{'s' * (rounds > 1)}")
+    seconds = {kind: [] for kind in kinds}
+    for round_ in range(rounds):
+        for kind in kinds:
+            precision, mode = kind.split()
+            if mode == "compiled" and not nb.compiles_training(device, math.inf):
+                continue
+            history = train_epochs(device, batch_size, n, 1, precisions(device)[precision], mode == "compiled")
+            seconds[kind].append(history["seconds"][0])
+            print(f"round {round_ + 1}: {kind} ({history['training']}): {seconds[kind][-1]:.1f} s", flush=True)
+    for kind, values in seconds.items():
+        if not values:
+            print(f"train() of the ViT, {kind}: training on {device.type} does not compile (nb.compiles_training)")
+            continue
+        print(f"train() of the ViT, {kind}: {statistics.median(values):.1f} s per epoch (median of {len(values)}: "
+              f"{', '.join(f'{s:.1f}' for s in values)})")
+
+
+def cpu_description() -> str:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = {}
+    for line in info.splitlines():
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    flags = fields.get("flags", "").split()
+    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or f.startswith("amx")]
+    absent = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_*") if f not in wanted
+              and not (f == "amx_*" and any(w.startswith("amx") for w in wanted))]
+    model = fields.get("model name", platform.processor() or platform.machine())
+    family = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
+    return (f"{model}{family}; flags: {' '.join(wanted) or 'none of those sought'}"
+            + (f"; absent: {' '.join(absent)}" if absent else ""))
+
+
+class Tee(io.TextIOBase):
+    """Standard output that also keeps what is written to it."""
+
+    def __init__(self, stream):
+        self.stream, self.kept = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def main():
@@ -190,29 +557,46 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--loop-steps", type=int, default=200, help="batches per train() epoch (two); 0 skips it")
-    parser.add_argument("--epochs", type=int, default=0,
-                        help="rounds of one-epoch train() runs, eager and compiled in turn (CPU; about 45 s each)")
+    parser.add_argument("--epochs", type=int, default=0, help="rounds of one-epoch train() runs of each kind")
+    parser.add_argument("--epoch-kinds", default="float32 eager,float32 compiled,bfloat16 compiled",
+                        help="comma-separated '<precision> <eager|compiled>' (default: %(default)s)")
     parser.add_argument("--epoch-images", type=int, default=55_000, help="images per --epochs epoch")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="the loop's second epoch under torch.profiler")
+    parser.add_argument("--out", type=Path, help="also write the command, machine and whole output to this file")
     args = parser.parse_args()
-    device = nb.pick_device(args.device)
-    print(f"{nb.device_name(device)} | {nb.precision_name(device)} | {platform.processor() or platform.machine()} | "
-          f"torch {torch.__version__} | batch {args.batch_size}, {args.warmup} warm-up + {args.rounds} timed rounds")
-    medians = benchmark(device, args.batch_size, args.warmup, args.rounds)
-    if args.loop_steps:
-        compiled = nb.compiles_training(device, nb.COMPILE_MIN_STEPS)
-        history = train_epochs(device, args.batch_size, args.batch_size * args.loop_steps, 2, compiled, "loop")
-        loop = history["images_per_s"][1]  # the second epoch: no compilation in it
-        bare = next(n for n in medians if n.startswith("notebook ViT, " + ("compiled" if compiled else "fused")))
-        step = next(n for n in medians if n.startswith("notebook train_step"))
-        bare_rate, step_rate = args.batch_size / medians[bare], args.batch_size / medians[step]
-        print(f"notebook train() loop{', compiled' if compiled else ''}: {loop:,.0f} images/s against "
-              f"{bare_rate:,.0f} for the bare step ({loop / bare_rate:.2f}) and {step_rate:,.0f} for train_step "
-              f"({loop / step_rate:.2f})")
-    if args.epochs:
-        seconds_per_epoch(device, args.batch_size, args.epochs, args.epoch_images)
-    if args.profile:
-        profile(device, args.batch_size)
+    tee = Tee(sys.stdout)
+    command = "python benchmarks/train_step.py " + shlex.join(sys.argv[1:])
+    with contextlib.redirect_stdout(tee):
+        device = nb.pick_device(args.device)
+        print(f"command: {command.strip()}")
+        print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+        print(f"machine: {cpu_description()}")
+        print(f"device: {nb.device_name(device)}; torch {torch.__version__}, vit-pytorch {metadata.version('vit-pytorch')}"
+              f", Python {platform.python_version()}")
+        print(f"rounds: batch {args.batch_size}, {args.warmup} warm-up + {args.rounds} timed rounds")
+        loop_dtype, loop_compiled = full_run_mode(device)
+        print(f"a full training run here: {dtype_name(device, loop_dtype)}, "
+              f"{'compiled' if loop_compiled else 'eager'} (nb.cpu_training_dtype('auto', nb.bfloat16_speedup()), "
+              "nb.compiles_training)")
+        variants = make_variants(nb.ViTConfig(), device, loop_dtype, loop_compiled)
+        times = time_variants(variants, device, args.batch_size, args.warmup, args.rounds)
+        print_step_table(variants, times, args.batch_size)
+        with cpu_precision(loop_dtype):
+            loop_attention = "fused kernel" if nb.fused_attention_for(device, loop_compiled) else "explicit"
+        print_ratios(variants, times, comparisons(device, dtype_name(device, loop_dtype), loop_compiled,
+                                                  loop_attention))
+        if device.type == "cpu":
+            print_matmul_rates()
+        if args.loop_steps:
+            loop_against_step(variants, device, args.batch_size, args.loop_steps, loop_dtype, loop_compiled,
+                              args.profile)
+        if args.epochs:
+            kinds = [kind.strip() for kind in args.epoch_kinds.split(",") if kind.strip()]
+            seconds_per_epoch(device, args.batch_size, args.epochs, args.epoch_images, kinds)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(tee.kept.getvalue())
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
