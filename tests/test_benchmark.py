@@ -6,18 +6,34 @@ import sys
 from conftest import ROOT
 
 
-def test_benchmark_runs_and_prints_the_ratio_to_vit_pytorch():
+def test_benchmark_runs_and_prints_like_for_like_ratios(tmp_path):
+    out = tmp_path / "train_step.txt"
     command = ["benchmarks/train_step.py", "--warmup", "1", "--rounds", "2", "--loop-steps", "2", "--epochs", "1",
-               "--epoch-images", "300"]
+               "--epoch-images", "300", "--out", str(out)]
     result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert any(line.startswith("vit-pytorch ViT") and line.split()[-1] == "1.00" for line in lines)
-    for variant in ("notebook ViT, explicit attention", "notebook ViT, fused attention", "notebook ViT, compiled",
-                    "notebook ViT, compiled, fused kernel inside", "notebook train_step"):
-        assert any(line.startswith(variant) for line in lines), variant
-    assert "notebook train() loop" in result.stdout
-    assert "train() of the ViT, compiled:" in result.stdout or "does not compile" in result.stdout
+    rows = [line.split(maxsplit=1)[1] for line in result.stdout.splitlines() if line[:2].strip().isdigit()]
+    for model in ("vit-pytorch ViT", "notebook ViT"):
+        for mode in ("eager", "compiled"):
+            for precision in ("float32", "bfloat16"):
+                assert any(row.startswith(model) and f" {mode} " in row and f" {precision} " in row
+                           for row in rows), (model, mode, precision)
+    assert sum(" default " in row for row in rows) == 2  # PyTorch's default AdamW: the notebook's ViT and the peer's
+    assert any(row.startswith("notebook ViT    train_step + EMA") for row in rows)
+    for ratio in ("notebook/vit-pytorch, eager, float32 (notebook: fused kernel)",
+                  "notebook/vit-pytorch, compiled, float32 (notebook: explicit)",
+                  "notebook/vit-pytorch, eager, bfloat16 (notebook: explicit)",
+                  "notebook/vit-pytorch, compiled, bfloat16 (notebook: explicit)",
+                  "fused kernel/explicit attention, notebook eager, bfloat16",
+                  "fused/default AdamW, notebook eager, float32", "train_step + clipping + EMA/bare step"):
+        assert ratio in result.stdout, ratio
+    for line in ("GFLOP/s", "nb.bfloat16_speedup()", "loop/bare step", "loop/train_step + EMA",
+                 "ms per step  share  part"):
+        assert line in result.stdout, line
+    assert "train() of the ViT, bfloat16 compiled:" in result.stdout or "does not compile" in result.stdout
+    written = out.read_text()
+    assert written.startswith("command: python benchmarks/train_step.py --warmup 1")
+    assert "machine: " in written and "flags: " in written and "train() of the ViT, float32 eager:" in written
 
 
 def test_pad_latency_benchmark_runs():
