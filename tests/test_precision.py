@@ -30,7 +30,7 @@ def test_bfloat16_trains_under_autocast_keeps_float32_weights_and_infers_in_floa
     assert nb.precision_for(cpu) == (torch.bfloat16, False)
     assert nb.precision_for(cpu, training=False) == (torch.float32, False)
     assert nb.precision_name(cpu) == "bfloat16 autocast"
-    assert not nb.fused_attention_for(cpu, compiled=False)  # the fused kernel is the slow path in bfloat16
+    assert not nb.fused_attention_for(cpu)  # the explicit path: the fused kernel is the slow one on a CPU
     model = nb.VisionTransformer(nb.ViTConfig(embed_dim=32, depth=2, num_heads=4))
     optimizer = nb.make_optimizer(model, 1e-3, 0.05)
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
