@@ -8,17 +8,19 @@
 A step is forward, loss, backward and AdamW update on a batch of 128 random 28x28 images. Every variant takes one
 step per round, the variants in a new random order each round, so that a change in the machine's load touches them
 alike; the table gives each variant's median step time. The two models differ in nothing but the model: both take
-the same optimiser (PyTorch's AdamW with `fused=True`, the notebook's make_optimizer, weight decay on matrices only:
-vit-pytorch's [CLS] token and position embeddings are named to it as the notebook's are), the same precision (the
-notebook's autocast_for, with nb.CPU_TRAINING_DTYPE set to float32 or bfloat16) and the same compilation
-(torch.compile of the model, as train() does). Each ratio below the table divides two variants that differ in one
-thing only, round by round (the median of the per-round ratios, with the quartiles).
+the same optimiser (the notebook's make_optimizer: AdamW with weight decay on matrices only, vit-pytorch's [CLS]
+token and position embeddings named to it as the notebook's are; the kind of AdamW the notebook builds, PyTorch's
+default or its fused kernel, in every row but the AdamW pairs), the same precision (the notebook's autocast_for,
+with nb.CPU_TRAINING_DTYPE set to float32 or bfloat16) and the same compilation (torch.compile of the model, as
+train() does). Each ratio below the table divides two variants that differ in one thing only, round by round (the
+median of the per-round ratios, with the quartiles).
 
 - Step table: both models eager and compiled, in float32 and bfloat16 (CPU); the notebook's ViT with either attention
-  path (its `fused` attribute: PyTorch's fused kernel or the explicit softmax(QK^T/sqrt d)V); the notebook's ViT and
-  vit-pytorch's with PyTorch's default AdamW (the loop of small operations), to price the fused kernel by itself;
-  and the notebook's whole train_step (gradient clipping, the loss scaler) plus the weight average, in the precision
-  and compile mode that a full training run takes on this machine.
+  path (its `fused` attribute: PyTorch's fused kernel or the explicit softmax(QK^T/sqrt d)V); the notebook's ViT
+  (eager and compiled) and vit-pytorch's (eager) with the other kind of AdamW, to price the fused AdamW kernel by
+  itself and to repeat the old benchmark's pairing (the notebook fused, vit-pytorch not); and the notebook's whole
+  train_step (gradient clipping, the loss scaler) plus the weight average, in the precision and compile mode that a
+  full training run takes on this machine.
 - Matrix products: GFLOP/s of float32 and bfloat16 products of the model's shapes, and nb.bfloat16_speedup().
 - Loop (--loop-steps): the notebook's own train() for two epochs of random images in a full run's precision and
   compile mode, the second epoch's images/s against the bare step and against train_step + weight average, each
@@ -31,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import inspect
 import io
 import math
 import platform
@@ -93,14 +96,34 @@ def peer_vit(config, device: torch.device) -> torch.nn.Module:
     return peer
 
 
-def adamw(model: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
-    """The notebook's optimiser (nb.make_optimizer: AdamW, fused=True on CPU and CUDA, decay on matrices only); with
-    fused=False, the same parameter groups and settings in PyTorch's default AdamW (a loop of small operations)."""
+def adamw_kind(optimizer: torch.optim.Optimizer) -> str:
+    return "fused" if optimizer.defaults.get("fused") else "default"
+
+
+def notebook_adamw(device: torch.device) -> str:
+    """The kind of AdamW that the notebook's make_optimizer builds on `device`: "fused" or "default"."""
+    return adamw_kind(nb.make_optimizer(torch.nn.Linear(2, 2).to(device), LR, WEIGHT_DECAY))
+
+
+def adamw(model: torch.nn.Module, kind: str) -> torch.optim.AdamW:
+    """AdamW over the notebook's parameter groups (nb.make_optimizer: weight decay on matrices only) with its
+    settings, as PyTorch's fused kernel (kind "fused": fused=True) or PyTorch's default (a loop of small operations
+    on a CPU)."""
     optimizer = nb.make_optimizer(model, LR, WEIGHT_DECAY)
-    if fused:
+    if adamw_kind(optimizer) == kind:
         return optimizer
     groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in optimizer.param_groups]
-    return torch.optim.AdamW(groups, lr=LR, betas=optimizer.defaults["betas"])
+    return torch.optim.AdamW(groups, lr=LR, betas=optimizer.defaults["betas"], fused=True if kind == "fused" else None)
+
+
+def train_attention(device: torch.device, compiled: bool, dtype: torch.dtype) -> str:
+    """The attention path that train() takes on `device` in `dtype`, compiled or not (nb.fused_attention_for)."""
+    with cpu_precision(dtype):
+        if len(inspect.signature(nb.fused_attention_for).parameters) == 1:
+            fused = nb.fused_attention_for(device)
+        else:  # an earlier notebook, whose rule also asked whether the step is compiled
+            fused = nb.fused_attention_for(device, compiled)
+    return "fused kernel" if fused else "explicit"
 
 
 def bare_step(net, optimizer, xb, yb, device) -> None:
@@ -129,7 +152,7 @@ class Variant:
         return (self.model_name, self.step_name, self.mode, self.attention, self.precision, self.adamw)
 
 
-def key(model_name, mode, attention, precision, adamw="fused", step_name="bare step") -> tuple:
+def key(model_name, mode, attention, precision, adamw, step_name="bare step") -> tuple:
     return (model_name, step_name, mode, attention, precision, adamw)
 
 
@@ -144,10 +167,14 @@ def full_run_mode(device: torch.device) -> tuple[torch.dtype, bool]:
 
 
 def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_compiled: bool) -> list[Variant]:
-    """Every variant of the step table, each with its own model (seed 0) and optimiser."""
+    """Every variant of the step table, each with its own model (seed 0) and optimiser: both models with the
+    notebook's kind of AdamW; with the other kind, the notebook's ViT eager and compiled and vit-pytorch's eager, in
+    float32."""
     out = []
+    main = notebook_adamw(device)
+    other = "default" if main == "fused" else "fused"
 
-    def add(model_name, mode, attention, precision, adamw_kind="fused"):
+    def add(model_name, mode, attention, precision, kind=main):
         torch.manual_seed(0)
         if model_name == PEER:
             model = peer_vit(config, device)
@@ -155,7 +182,7 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
             model = nb.VisionTransformer(config).to(device)
             for block in model.blocks:
                 block.attn.fused = attention == "fused kernel"
-        optimizer = adamw(model, adamw_kind == "fused")
+        optimizer = adamw(model, kind)
         net = torch.compile(model) if mode == "compiled" else model
         dtype = precisions(device)[precision]
 
@@ -163,12 +190,9 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
             with cpu_precision(dtype):
                 bare_step(net, optimizer, xb, yb, device)
 
-        kind = "fused" if optimizer.defaults.get("fused") else "default"
-        variant = Variant(model_name, mode, attention, precision, kind, model=model, step=step)
-        if model_name == NOTEBOOK:
-            with cpu_precision(dtype):
-                taken = nb.fused_attention_for(device, mode == "compiled")
-            variant.train_takes = "yes" if taken == (attention == "fused kernel") else ""
+        variant = Variant(model_name, mode, attention, precision, adamw_kind(optimizer), model=model, step=step)
+        if model_name == NOTEBOOK and train_attention(device, mode == "compiled", dtype) == attention:
+            variant.train_takes = "yes"
         out.append(variant)
 
     for precision in precisions(device):
@@ -177,17 +201,17 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
             for attention in ("fused kernel", "explicit"):
                 if precision == "float32" or attention == "explicit" or mode == "eager":
                     add(NOTEBOOK, mode, attention, precision)
-        if precision == "float32":  # the fused AdamW kernel by itself; the old benchmark's peer
-            add(NOTEBOOK, "eager", "fused kernel", precision, "default")
-            add(PEER, "eager", "explicit", precision, "default")
+        if precision == "float32":  # the other AdamW: the fused kernel priced by itself; the old benchmark's pairing
+            add(NOTEBOOK, "eager", "fused kernel", precision, other)
+            add(NOTEBOOK, "compiled", "explicit", precision, other)
+            add(PEER, "eager", "explicit", precision, other)
     # the notebook's whole train_step with the weight average, in the precision and compile mode of a full run
     precision = dtype_name(device, loop_dtype)
     torch.manual_seed(0)
     model = nb.VisionTransformer(config).to(device)
-    with cpu_precision(loop_dtype):
-        fused = nb.fused_attention_for(device, loop_compiled)
+    attention = train_attention(device, loop_compiled, loop_dtype)
     for block in model.blocks:
-        block.attn.fused = fused
+        block.attn.fused = attention == "fused kernel"
     net = torch.compile(model) if loop_compiled else model
     optimizer, scaler, ema = nb.make_optimizer(model, LR, WEIGHT_DECAY), nb.make_scaler(device), nb.make_ema(model,
                                                                                                          EMA_DECAY)
@@ -197,9 +221,8 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
             nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
             ema.update_parameters(model)
 
-    out.append(Variant(NOTEBOOK, "compiled" if loop_compiled else "eager", "fused kernel" if fused else "explicit",
-                       precision, "fused" if optimizer.defaults.get("fused") else "default", "train_step + EMA",
-                       model, notebook_step, "yes"))
+    out.append(Variant(NOTEBOOK, "compiled" if loop_compiled else "eager", attention, precision,
+                       adamw_kind(optimizer), "train_step + EMA", model, notebook_step, "yes"))
     return out
 
 
@@ -253,51 +276,54 @@ def print_step_table(variants: list[Variant], times: dict, batch_size: int) -> N
 
 
 def comparisons(device, loop_precision: str, loop_compiled: bool, loop_attention: str) -> list[tuple]:
-    """(what the ratio prices, numerator key, denominator key): each pair differs in one thing only."""
+    """(what the ratio prices, numerator key, denominator key): each pair differs in one thing only. `a`: the
+    notebook's kind of AdamW, which both models take in every row but the AdamW pairs."""
+    a = notebook_adamw(device)
     out = []
     f32 = "float32" if "float32" in precisions(device) else None
     for p in precisions(device):
-        out += [(f"notebook/vit-pytorch, eager, {p} (notebook: fused kernel)",
-                 key(NOTEBOOK, "eager", "fused kernel", p), key(PEER, "eager", "explicit", p)),
-                (f"notebook/vit-pytorch, eager, {p} (notebook: explicit)", key(NOTEBOOK, "eager", "explicit", p),
-                 key(PEER, "eager", "explicit", p)),
-                (f"notebook/vit-pytorch, compiled, {p} (notebook: explicit)", key(NOTEBOOK, "compiled", "explicit", p),
-                 key(PEER, "compiled", "explicit", p)),
-                (f"notebook/vit-pytorch, compiled, {p} (notebook: fused kernel)",
-                 key(NOTEBOOK, "compiled", "fused kernel", p), key(PEER, "compiled", "explicit", p))]
+        for mode in ("eager", "compiled"):
+            for attention in ("explicit", "fused kernel"):
+                out.append((f"notebook/vit-pytorch, {mode}, {p} (notebook: {attention})",
+                            key(NOTEBOOK, mode, attention, p, a), key(PEER, mode, "explicit", p, a)))
     for p in precisions(device):
-        out += [(f"fused kernel/explicit attention, notebook eager, {p}", key(NOTEBOOK, "eager", "fused kernel", p),
-                 key(NOTEBOOK, "eager", "explicit", p)),
-                (f"fused kernel/explicit attention, notebook compiled, {p}",
-                 key(NOTEBOOK, "compiled", "fused kernel", p), key(NOTEBOOK, "compiled", "explicit", p))]
+        for mode in ("eager", "compiled"):
+            out.append((f"fused kernel/explicit attention, notebook {mode}, {p}",
+                        key(NOTEBOOK, mode, "fused kernel", p, a), key(NOTEBOOK, mode, "explicit", p, a)))
     for p in precisions(device):
-        out += [(f"compiled/eager, notebook, {p} (explicit attention)", key(NOTEBOOK, "compiled", "explicit", p),
-                 key(NOTEBOOK, "eager", "explicit", p)),
-                (f"compiled/eager, vit-pytorch, {p}", key(PEER, "compiled", "explicit", p),
-                 key(PEER, "eager", "explicit", p))]
+        out += [(f"compiled/eager, notebook, {p} (explicit attention)", key(NOTEBOOK, "compiled", "explicit", p, a),
+                 key(NOTEBOOK, "eager", "explicit", p, a)),
+                (f"compiled/eager, vit-pytorch, {p}", key(PEER, "compiled", "explicit", p, a),
+                 key(PEER, "eager", "explicit", p, a))]
     if "bfloat16" in precisions(device) and f32:
         for mode in ("eager", "compiled"):
-            out.append((f"bfloat16/float32, notebook {mode} (explicit attention)", key(NOTEBOOK, mode, "explicit",
-                                                                                        "bfloat16"),
-                        key(NOTEBOOK, mode, "explicit", f32)))
+            out.append((f"bfloat16/float32, notebook {mode} (explicit attention)",
+                        key(NOTEBOOK, mode, "explicit", "bfloat16", a), key(NOTEBOOK, mode, "explicit", f32, a)))
         for mode in ("eager", "compiled"):
-            out.append((f"bfloat16/float32, vit-pytorch {mode}", key(PEER, mode, "explicit", "bfloat16"),
-                        key(PEER, mode, "explicit", f32)))
-        out.append(("bfloat16, explicit/float32, fused kernel: notebook eager, each precision's train() path",
-                    key(NOTEBOOK, "eager", "explicit", "bfloat16"), key(NOTEBOOK, "eager", "fused kernel", f32)))
+            out.append((f"bfloat16/float32, vit-pytorch {mode}", key(PEER, mode, "explicit", "bfloat16", a),
+                        key(PEER, mode, "explicit", f32, a)))
+        paths = {p: train_attention(device, False, dtype) for p, dtype in precisions(device).items()}
+        if paths["bfloat16"] != paths[f32]:
+            out.append((f"bfloat16, {paths['bfloat16']}/float32, {paths[f32]}: notebook eager, each precision's "
+                        "train() path", key(NOTEBOOK, "eager", paths["bfloat16"], "bfloat16", a),
+                        key(NOTEBOOK, "eager", paths[f32], f32, a)))
     if f32:
         out += [("fused/default AdamW, notebook eager, float32 (fused kernel)",
-                 key(NOTEBOOK, "eager", "fused kernel", f32), key(NOTEBOOK, "eager", "fused kernel", f32, "default")),
-                ("fused/default AdamW, vit-pytorch eager, float32", key(PEER, "eager", "explicit", f32),
+                 key(NOTEBOOK, "eager", "fused kernel", f32, "fused"),
+                 key(NOTEBOOK, "eager", "fused kernel", f32, "default")),
+                ("fused/default AdamW, notebook compiled, float32 (explicit)",
+                 key(NOTEBOOK, "compiled", "explicit", f32, "fused"),
+                 key(NOTEBOOK, "compiled", "explicit", f32, "default")),
+                ("fused/default AdamW, vit-pytorch eager, float32", key(PEER, "eager", "explicit", f32, "fused"),
                  key(PEER, "eager", "explicit", f32, "default")),
                 ("old benchmark's pairing: notebook eager (fused AdamW)/vit-pytorch eager (default AdamW), float32",
-                 key(NOTEBOOK, "eager", "fused kernel", f32), key(PEER, "eager", "explicit", f32, "default")),
+                 key(NOTEBOOK, "eager", "fused kernel", f32, "fused"), key(PEER, "eager", "explicit", f32, "default")),
                 ("old benchmark's pairing: notebook compiled (fused AdamW)/vit-pytorch eager (default AdamW), float32",
-                 key(NOTEBOOK, "compiled", "explicit", f32), key(PEER, "eager", "explicit", f32, "default"))]
+                 key(NOTEBOOK, "compiled", "explicit", f32, "fused"), key(PEER, "eager", "explicit", f32, "default"))]
     mode = "compiled" if loop_compiled else "eager"
     out.append((f"train_step + clipping + EMA/bare step, notebook {mode}, {loop_precision} (a full run's mode)",
-                key(NOTEBOOK, mode, loop_attention, loop_precision, step_name="train_step + EMA"),
-                key(NOTEBOOK, mode, loop_attention, loop_precision)))
+                key(NOTEBOOK, mode, loop_attention, loop_precision, a, step_name="train_step + EMA"),
+                key(NOTEBOOK, mode, loop_attention, loop_precision, a)))
     return out
 
 
@@ -388,10 +414,8 @@ def loop_copy(device, batch_size: int, steps: int, dtype: torch.dtype, compiled:
     label = record_function if profiler is not None else (lambda name: contextlib.nullcontext())
     torch.manual_seed(0)
     model = nb.VisionTransformer(nb.ViTConfig()).to(device)
-    with cpu_precision(dtype):
-        fused = nb.fused_attention_for(device, compiled)
     for block in model.blocks:
-        block.attn.fused = fused
+        block.attn.fused = train_attention(device, compiled, dtype) == "fused kernel"
     data = random_splits(batch_size * steps, device)
     optimizer, scaler, ema = nb.make_optimizer(model, LR, WEIGHT_DECAY), nb.make_scaler(device), nb.make_ema(model,
                                                                                                          EMA_DECAY)
@@ -460,9 +484,8 @@ def loop_against_step(variants: list[Variant], device, batch_size: int, steps: i
                       compiled: bool, profile: bool) -> None:
     """train()'s loop against the bare step and train_step + EMA, in a full run's precision and compile mode."""
     precision, mode = dtype_name(device, dtype), "compiled" if compiled else "eager"
-    with cpu_precision(dtype):
-        attention = "fused kernel" if nb.fused_attention_for(device, compiled) else "explicit"
-    bare = next(v for v in variants if v.key == key(NOTEBOOK, mode, attention, precision))
+    attention = train_attention(device, compiled, dtype)
+    bare = next(v for v in variants if v.key == key(NOTEBOOK, mode, attention, precision, notebook_adamw(device)))
     whole = next(v for v in variants if v.step_name == "train_step + EMA")
     print(f"\nLoop: the notebook's train() in a full run's mode ({precision}, {mode}, {attention} attention; "
           f"{steps} batches of {batch_size} per epoch, two epochs, the second timed) against blocks of {steps} steps "
@@ -582,11 +605,12 @@ def main():
         print(f"a full training run here: {dtype_name(device, loop_dtype)}, "
               f"{'compiled' if loop_compiled else 'eager'} (nb.cpu_training_dtype('auto', nb.bfloat16_speedup()), "
               "nb.compiles_training)")
+        print(f"AdamW: the notebook's make_optimizer builds the {notebook_adamw(device)} kind; both models take it "
+              "in every row but the AdamW pairs")
         variants = make_variants(nb.ViTConfig(), device, loop_dtype, loop_compiled)
         times = time_variants(variants, device, args.batch_size, args.warmup, args.rounds)
         print_step_table(variants, times, args.batch_size)
-        with cpu_precision(loop_dtype):
-            loop_attention = "fused kernel" if nb.fused_attention_for(device, loop_compiled) else "explicit"
+        loop_attention = train_attention(device, loop_compiled, loop_dtype)
         print_ratios(variants, times, comparisons(device, dtype_name(device, loop_dtype), loop_compiled,
                                                   loop_attention))
         if device.type == "cpu":

@@ -18,7 +18,7 @@ def test_benchmark_runs_and_prints_like_for_like_ratios(tmp_path):
             for precision in ("float32", "bfloat16"):
                 assert any(row.startswith(model) and f" {mode} " in row and f" {precision} " in row
                            for row in rows), (model, mode, precision)
-    assert sum(" default " in row for row in rows) == 2  # PyTorch's default AdamW: the notebook's ViT and the peer's
+    assert any(" fused " in row for row in rows) and any(" default " in row for row in rows)  # the two AdamW kinds
     assert any(row.startswith("notebook ViT    train_step + EMA") for row in rows)
     for ratio in ("notebook/vit-pytorch, eager, float32 (notebook: fused kernel)",
                   "notebook/vit-pytorch, compiled, float32 (notebook: explicit)",
