@@ -74,8 +74,9 @@ def test_your_turn_runs_after_the_setup_the_parameters_and_the_definitions_alone
     keep = [c for c in CELLS[:index + 1] if code(c)] + [check]
     keep += [c for c in CELLS if code(c) and tagged(c, "definitions") and c not in keep]
     keep += [c for c in CELLS[start:] if code(c) and not tagged(c, "definitions")]
-    notebook = nbformat.v4.new_notebook(cells=keep, metadata={"kernelspec": {"name": "python3",
-                                                                             "display_name": "Python 3"}})
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    metadata = {"kernelspec": kernel, "language_info": {"name": "python"}}
+    notebook = nbformat.v4.new_notebook(cells=keep, metadata=metadata)
     path = tmp_path / "your_turn.ipynb"
     nbformat.write(notebook, path)
     picture = tmp_path / "my_seven.png"
