@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     nb, p = load_definitions(), notebook_parameters()
-    nb.CPU_TRAINING_DTYPE = getattr(torch, args.precision)
+    nb.CPU_PRECISION = args.precision
     device = torch.device("cpu")
     data = nb.load_mnist(mnist_data_dir(), val_size=p["VAL_SIZE"], train_subset=p["TRAIN_SUBSET"], seed=p["SEED"])
     config = nb.ViTConfig(patch_size=p["PATCH_SIZE"], embed_dim=p["EMBED_DIM"], depth=p["DEPTH"],

@@ -11,7 +11,7 @@ alike; the table gives each variant's median step time. The two models differ in
 the same optimiser (the notebook's make_optimizer: AdamW with weight decay on matrices only, vit-pytorch's [CLS]
 token and position embeddings named to it as the notebook's are; the kind of AdamW the notebook builds, PyTorch's
 default or its fused kernel, in every row but the AdamW pairs), the same precision (the notebook's autocast_for,
-with nb.CPU_TRAINING_DTYPE set to float32 or bfloat16) and the same compilation (torch.compile of the model, as
+with nb.CPU_PRECISION set to float32 or bfloat16) and the same compilation (torch.compile of the model, as
 train() does). Each ratio below the table divides two variants that differ in one thing only, round by round (the
 median of the per-round ratios, with the quartiles).
 
@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import load_definitions  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
+nb.CPU_PRECISION = "float32"  # a parameter of the notebook; every timed block sets its own (cpu_precision)
 LR, WEIGHT_DECAY, EMA_DECAY = 1e-3, 0.05, 0.999
 NOTEBOOK, PEER = "notebook ViT", "vit-pytorch ViT"
 MATMUL_SHAPES = {"qkv": (128 * 17, 128, 384), "MLP in": (128 * 17, 128, 256), "MLP out": (128 * 17, 256, 128)}
@@ -65,20 +66,21 @@ def synchronize(device: torch.device) -> None:
 
 @contextlib.contextmanager
 def cpu_precision(dtype: torch.dtype):
-    """nb.CPU_TRAINING_DTYPE = dtype for the block: what nb.autocast_for, train_step and train() compute in on a CPU."""
-    before = nb.CPU_TRAINING_DTYPE
-    nb.CPU_TRAINING_DTYPE = dtype
+    """nb.CPU_PRECISION set to `dtype` for the block: what nb.autocast_for, train_step and train() compute in on a
+    CPU."""
+    before = nb.CPU_PRECISION
+    nb.CPU_PRECISION = str(dtype).removeprefix("torch.")
     try:
         yield
     finally:
-        nb.CPU_TRAINING_DTYPE = before
+        nb.CPU_PRECISION = before
 
 
 def precisions(device: torch.device) -> dict[str, torch.dtype]:
     """The precisions to compare: float32 and bfloat16 autocast on a CPU; elsewhere the device's own (nb)."""
     if device.type == "cpu":
         return {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    return {nb.precision_name(device): nb.precision_for(device)[0]}
+    return {nb.precision_name(device): nb.precision_for(device)}
 
 
 def dtype_name(device: torch.device, dtype: torch.dtype) -> str:
@@ -158,11 +160,9 @@ def key(model_name, mode, attention, precision, adamw, step_name="bare step") ->
 
 def full_run_mode(device: torch.device) -> tuple[torch.dtype, bool]:
     """The precision and compile mode of a full training run of the notebook on this device: CPU_PRECISION "auto"
-    (nb.cpu_training_dtype of the measured nb.bfloat16_speedup) and nb.compiles_training of a long run."""
-    if device.type == "cpu":
-        dtype = nb.cpu_training_dtype("auto", nb.bfloat16_speedup())
-    else:
-        dtype = nb.precision_for(device)[0]
+    (nb.precision_for, by the measured nb.bfloat16_speedup) and nb.compiles_training of a long run."""
+    with cpu_precision("auto"):
+        dtype = nb.precision_for(device)
     return dtype, nb.compiles_training(device, nb.COMPILE_MIN_STEPS)
 
 
@@ -603,7 +603,7 @@ def main():
         print(f"rounds: batch {args.batch_size}, {args.warmup} warm-up + {args.rounds} timed rounds")
         loop_dtype, loop_compiled = full_run_mode(device)
         print(f"a full training run here: {dtype_name(device, loop_dtype)}, "
-              f"{'compiled' if loop_compiled else 'eager'} (nb.cpu_training_dtype('auto', nb.bfloat16_speedup()), "
+              f"{'compiled' if loop_compiled else 'eager'} (nb.precision_for with CPU_PRECISION 'auto', "
               "nb.compiles_training)")
         print(f"AdamW: the notebook's make_optimizer builds the {notebook_adamw(device)} kind; both models take it "
               "in every row but the AdamW pairs")

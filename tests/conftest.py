@@ -38,6 +38,7 @@ def load_definitions(notebook_path: Path = NOTEBOOK) -> types.ModuleType:
 def nb(tmp_path_factory) -> types.ModuleType:
     module = load_definitions()
     module.FIGURE_DIR = tmp_path_factory.mktemp("figures")
+    module.CPU_PRECISION = "float32"  # a parameter of the notebook: tests train in float32 unless they say otherwise
     return module
 
 

@@ -42,3 +42,32 @@ def test_pad_latency_benchmark_runs():
     assert result.returncode == 0, result.stderr
     for name in ("ViT", "conv-stem ViT", "CNN"):
         assert f"{name}: wall median" in result.stdout, name
+
+
+def test_model_costs_benchmark_reports_three_models_in_both_precisions(tmp_path):
+    out = tmp_path / "model_costs.txt"
+    result = subprocess.run([sys.executable, "benchmarks/model_costs.py", "--quick", "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    written = out.read_text()
+    assert written.startswith("command: python benchmarks/model_costs.py --quick --out ")
+    assert "machine: " in written and "flags: " in written and " threads" in written
+    rows = {}
+    for line in written.splitlines():
+        for model in ("conv-stem ViT", "ViT", "CNN"):  # conv-stem first: its name ends in "ViT"
+            if line.startswith(model + " "):
+                rows.setdefault(model, []).append(line[len(model):].split())
+                break
+    for model in ("ViT", "conv-stem ViT", "CNN"):
+        training = {row[0]: row for row in rows[model] if row[0] in ("float32", "bfloat16")}
+        assert set(training) == {"float32", "bfloat16"}, model
+        for precision, (_, params, median_ms, _, per_epoch, _) in training.items():
+            assert int(params.replace(",", "")) > 0 and float(median_ms) > 0 and float(per_epoch) > 0, (model,
+                                                                                                       precision)
+        inference = {row[0]: float(row[2].replace(",", "")) for row in rows[model] if row[0] in ("1", "1000")}
+        assert set(inference) == {"1", "1000"} and min(inference.values()) > 0, model
+    for ratio in ("CNN / ViT epoch, float32:", "conv-stem ViT / ViT epoch, float32:", "CNN / ViT epoch, bfloat16:",
+                  "conv-stem ViT / ViT epoch, bfloat16:", "ViT / CNN images/s, batch 1:",
+                  "ViT / CNN images/s, batch 1000:"):
+        line = next(line for line in written.splitlines() if ratio in line)
+        assert float(line.split(ratio)[1].split()[0]) > 0, ratio

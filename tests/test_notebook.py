@@ -63,7 +63,7 @@ def test_smoke_run_has_no_error(smoke):
     out = stdout_of(executed)
     assert "ViT epoch  2/2" in out and "the same prediction for every test digit: True" in out
     assert ("QUICK: LEARNING_RATE=0.002, WARMUP_EPOCHS=0.2, AUGMENT=False, EMA_DECAY=None, "
-            "COMPARISON_TRAIN_SUBSET=5000, TIMING_STEPS=3, ABLATION_PHOTOS=5, SWEEP_EPOCHS=1, SWEEP_SEEDS=2") in out
+            "COMPARISON_TRAIN_SUBSET=5000, ABLATION_PHOTOS=5, SWEEP_EPOCHS=1, SWEEP_SEEDS=2") in out
 
 
 def test_smoke_run_checkpoint_loads_and_history_is_complete(smoke, nb):

@@ -8,27 +8,35 @@ from conftest import ROOT
 
 @pytest.fixture
 def bfloat16(nb, monkeypatch):
-    monkeypatch.setattr(nb, "CPU_TRAINING_DTYPE", torch.bfloat16)
+    monkeypatch.setattr(nb, "CPU_PRECISION", "bfloat16")
 
 
-def test_the_rule_picks_bfloat16_only_where_it_is_measured_faster(nb):
-    assert nb.cpu_training_dtype("auto", 3.0) == torch.bfloat16  # a CPU with bfloat16 units
-    assert nb.cpu_training_dtype("auto", nb.BFLOAT16_MIN_SPEEDUP) == torch.bfloat16
-    assert nb.cpu_training_dtype("auto", 1.2) == torch.float32  # faster, but not by enough
-    assert nb.cpu_training_dtype("auto", 0.01) == torch.float32  # emulated bfloat16, far slower (a CPU without units)
-    assert nb.cpu_training_dtype("float32", 3.0) == torch.float32  # forced either way
-    assert nb.cpu_training_dtype("bfloat16", 0.01) == torch.bfloat16
+@pytest.mark.parametrize("setting, speedup, expected", [
+    ("auto", 3.0, torch.bfloat16),  # a CPU with bfloat16 units
+    ("auto", 1.5, torch.bfloat16),  # BFLOAT16_MIN_SPEEDUP itself
+    ("auto", 1.2, torch.float32),  # faster, but not by enough
+    ("auto", 0.01, torch.float32),  # emulated bfloat16, far slower (a CPU without units)
+    ("float32", 3.0, torch.float32),  # forced either way
+    ("bfloat16", 0.01, torch.bfloat16)])
+def test_the_rule_picks_bfloat16_only_where_it_is_measured_faster(nb, monkeypatch, setting, speedup, expected):
+    assert nb.BFLOAT16_MIN_SPEEDUP == 1.5
+    monkeypatch.setattr(nb, "CPU_PRECISION", setting)
+    monkeypatch.setattr(nb, "bfloat16_speedup", lambda: speedup)
+    assert nb.precision_for(torch.device("cpu")) == expected
+    assert nb.precision_for(torch.device("cpu"), training=False) == torch.float32  # inference: float32 everywhere
 
 
 def test_the_measurement_is_a_ratio_of_two_timings(nb):
+    state = torch.get_rng_state()
     speedup = nb.bfloat16_speedup(repeats=2)
     assert 0.001 < speedup < 1000
+    assert torch.equal(torch.get_rng_state(), state)  # its own random numbers: training's are left as they are
 
 
 def test_bfloat16_trains_under_autocast_keeps_float32_weights_and_infers_in_float32(nb, bfloat16):
     cpu = torch.device("cpu")
-    assert nb.precision_for(cpu) == (torch.bfloat16, False)
-    assert nb.precision_for(cpu, training=False) == (torch.float32, False)
+    assert nb.precision_for(cpu) == torch.bfloat16
+    assert nb.precision_for(cpu, training=False) == torch.float32
     assert nb.precision_name(cpu) == "bfloat16 autocast"
     assert not nb.fused_attention_for(cpu)  # the explicit path: the fused kernel is the slow one on a CPU
     model = nb.VisionTransformer(nb.ViTConfig(embed_dim=32, depth=2, num_heads=4))
