@@ -10,27 +10,17 @@ of the kept epoch, the training minutes and the seconds per epoch.
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import nbformat
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import NOTEBOOK, load_definitions, mnist_data_dir  # noqa: E402
-
-
-def notebook_parameters() -> dict:
-    """The defaults of the notebook's `parameters` cell."""
-    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
-    namespace = {"os": os}
-    exec(cell.source, namespace)
-    return namespace["DEFAULTS"]
+from conftest import load_definitions, mnist_data_dir, notebook_parameters  # noqa: E402
 
 
 def cpu_description() -> dict:

@@ -34,6 +34,14 @@ def load_definitions(notebook_path: Path = NOTEBOOK) -> types.ModuleType:
     return module
 
 
+def notebook_parameters() -> dict:
+    """The defaults of the notebook's `parameters` cell."""
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    namespace = {"os": os}
+    exec(cell.source, namespace)
+    return namespace["DEFAULTS"]
+
+
 @pytest.fixture(scope="session")
 def nb(tmp_path_factory) -> types.ModuleType:
     module = load_definitions()
