@@ -27,12 +27,10 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import io
 import math
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import Tee, cpu_description, quartiles  # noqa: E402
 from conftest import load_definitions, mnist_data_dir  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
@@ -107,13 +106,6 @@ def check_dtypes(seen: set, expected: torch.dtype, what: str) -> None:
 def rotated(names: tuple[str, ...], round_index: int) -> tuple[str, ...]:
     k = round_index % len(names)
     return names[k:] + names[:k]
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
 
 
 def time_training(precision: str, xb: torch.Tensor, yb: torch.Tensor, warmup: int, rounds: int,
@@ -208,36 +200,6 @@ def print_inference(rates: dict[int, dict[str, list[float]]], calls: dict[int, i
             print(f"  {top} / {bottom} images/s, batch {batch}: {median:.2f} ({q1:.2f}-{q3:.2f})")
 
 
-def cpu_description() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = {}
-    for line in info.splitlines():
-        name, _, value = line.partition(":")
-        fields.setdefault(name.strip(), value.strip())
-    flags = fields.get("flags", "").split()
-    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or f.startswith("amx")]
-    absent = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_*") if f not in wanted
-              and not (f == "amx_*" and any(w.startswith("amx") for w in wanted))]
-    model = fields.get("model name", platform.processor() or platform.machine())
-    family = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
-    return (f"{model}{family}; flags: {' '.join(wanted) or 'none of those sought'}"
-            + (f"; absent: {' '.join(absent)}" if absent else ""))
-
-
-class Tee(io.TextIOBase):
-    """Standard output that also keeps what is written to it."""
-
-    def __init__(self, stream):
-        self.stream, self.kept = stream, io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.kept.write(text)
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warmup", type=int, default=5, help="training steps of each model before the rounds (>= 1)")
@@ -280,9 +242,7 @@ def main():
         print_inference(rates, calls)
         print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(tee.kept.getvalue())
-        print(f"written to {args.out}")
+        tee.save(args.out)
 
 
 if __name__ == "__main__":

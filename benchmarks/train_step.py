@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from vit_pytorch import ViT as PeerViT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import Tee, cpu_description, quartiles  # noqa: E402
 from conftest import load_definitions  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
@@ -224,13 +225,6 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
     out.append(Variant(NOTEBOOK, "compiled" if loop_compiled else "eager", attention, precision,
                        adamw_kind(optimizer), "train_step + EMA", model, notebook_step, "yes"))
     return out
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
 
 
 def time_variants(variants: list[Variant], device, batch_size: int, warmup: int, rounds: int) -> dict:
@@ -547,36 +541,6 @@ def seconds_per_epoch(device, batch_size: int, rounds: int, n: int, kinds: list[
               f"{', '.join(f'{s:.1f}' for s in values)})")
 
 
-def cpu_description() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = {}
-    for line in info.splitlines():
-        name, _, value = line.partition(":")
-        fields.setdefault(name.strip(), value.strip())
-    flags = fields.get("flags", "").split()
-    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or f.startswith("amx")]
-    absent = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_*") if f not in wanted
-              and not (f == "amx_*" and any(w.startswith("amx") for w in wanted))]
-    model = fields.get("model name", platform.processor() or platform.machine())
-    family = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
-    return (f"{model}{family}; flags: {' '.join(wanted) or 'none of those sought'}"
-            + (f"; absent: {' '.join(absent)}" if absent else ""))
-
-
-class Tee(io.TextIOBase):
-    """Standard output that also keeps what is written to it."""
-
-    def __init__(self, stream):
-        self.stream, self.kept = stream, io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.kept.write(text)
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
@@ -622,9 +586,7 @@ def main():
             kinds = [kind.strip() for kind in args.epoch_kinds.split(",") if kind.strip()]
             seconds_per_epoch(device, args.batch_size, args.epochs, args.epoch_images, kinds)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(tee.kept.getvalue())
-        print(f"written to {args.out}")
+        tee.save(args.out)
 
 
 if __name__ == "__main__":
