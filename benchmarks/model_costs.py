@@ -12,8 +12,8 @@ What section 8.2 of the notebook compares, measured on their own (on a CPU, eage
 - Training cost per epoch: one step is the notebook's train_step (forward, label-smoothed loss 0.1, backward,
   gradient clipping at 1.0, the loss scaler, AdamW from make_optimizer(net, 1e-3, 0.05)) on one fixed normalised batch
   of the first 128 MNIST training images; eager; every attention module on the explicit path (fused = False), as
-  training takes it on a CPU. Two blocks: float32 and bfloat16 autocast (nb.CPU_PRECISION, and
-  nb.CPU_TRAINING_DTYPE where the notebook has it). Each model takes --warmup steps, then --rounds rounds in which
+  training takes it on a CPU. Two blocks: float32 and bfloat16 autocast (nb.CPU_PRECISION set to each). Each model
+  takes --warmup steps, then --rounds rounds in which
   every model takes --steps steps in turn, the order rotated each round, so that a change in the machine's load
   touches the three alike. A model's step time is the median over rounds of its mean step time in a round (with
   the quartiles of the rounds); seconds per epoch = that median times ceil(55,000 / 128) = 430 steps.
@@ -67,20 +67,14 @@ def build_models() -> dict[str, torch.nn.Module]:
 
 @contextlib.contextmanager
 def cpu_precision(name: str):
-    """The notebook's CPU precision set to `name` for the block: nb.CPU_PRECISION, and nb.CPU_TRAINING_DTYPE where the
-    notebook has it: what train_step computes in on a CPU (checked by computed_dtypes)."""
-    saved = {attr: getattr(nb, attr) for attr in ("CPU_PRECISION", "CPU_TRAINING_DTYPE") if hasattr(nb, attr)}
+    """nb.CPU_PRECISION set to `name` for the block: what train_step computes in on a CPU (checked by
+    computed_dtypes)."""
+    saved = getattr(nb, "CPU_PRECISION", "float32")
     nb.CPU_PRECISION = name
-    if "CPU_TRAINING_DTYPE" in saved:
-        nb.CPU_TRAINING_DTYPE = PRECISIONS[name]
     try:
         yield
     finally:
-        for attr in ("CPU_PRECISION", "CPU_TRAINING_DTYPE"):
-            if attr in saved:
-                setattr(nb, attr, saved[attr])
-            elif hasattr(nb, attr):
-                delattr(nb, attr)
+        nb.CPU_PRECISION = saved
 
 
 @contextlib.contextmanager
@@ -100,7 +94,7 @@ def computed_dtypes(net: torch.nn.Module):
 def check_dtypes(seen: set, expected: torch.dtype, what: str) -> None:
     if seen != {expected}:
         raise RuntimeError(f"{what} computed in {sorted(map(str, seen))}, not {expected}: the notebook's precision "
-                           "rule no longer follows CPU_PRECISION / CPU_TRAINING_DTYPE as this benchmark sets them")
+                           "rule no longer follows CPU_PRECISION as this benchmark sets it")
 
 
 def rotated(names: tuple[str, ...], round_index: int) -> tuple[str, ...]:
