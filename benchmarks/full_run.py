@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import load_definitions, mnist_data_dir, notebook_parameters  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from definitions import load_definitions, mnist_data_dir, notebook_parameters  # noqa: E402
 
 
 def cpu_description() -> dict:

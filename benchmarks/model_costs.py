@@ -37,9 +37,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Tee, cpu_description, quartiles  # noqa: E402
-from conftest import load_definitions, mnist_data_dir  # noqa: E402  (the notebook's `definitions` cells, as a module)
+
+from definitions import load_definitions, mnist_data_dir  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
 SEED, BATCH_SIZE, LR, WEIGHT_DECAY, LABEL_SMOOTHING, GRAD_CLIP = 0, 128, 1e-3, 0.05, 0.1, 1.0

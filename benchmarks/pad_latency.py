@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import ROOT, load_definitions  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from definitions import ROOT, load_definitions  # noqa: E402
 
 nb = load_definitions()
 

@@ -49,9 +49,10 @@ import torch
 import torch.nn.functional as F
 from vit_pytorch import ViT as PeerViT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Tee, cpu_description, quartiles  # noqa: E402
-from conftest import load_definitions  # noqa: E402  (the notebook's `definitions` cells, as a module)
+
+from definitions import load_definitions  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
 nb.CPU_PRECISION = "float32"  # a parameter of the notebook; every timed block sets its own (cpu_precision)
