@@ -10,9 +10,12 @@ so that it never changes a committed file.
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 from pathlib import Path
+
+import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -21,6 +24,45 @@ from definitions import load_definitions, mnist_data_dir  # noqa: E402
 nb = load_definitions()
 nb.OUTPUT_DIR = str(ROOT)  # the committed checkpoints/ are read from the repository
 STUDIES = ROOT / "studies"
+CONV_STEM_CHECKPOINT = ROOT / "checkpoints" / "vit_conv_stem_mnist.pt"
+
+
+def conv_stem_widths(config) -> list[int]:
+    """Channels of the stride-2 layers: as many as halve image_size to the patch grid, widths doubling up to D."""
+    layers = math.ceil(math.log2(config.patch_size))  # P = 7: 3 layers, 28 -> 14 -> 7 -> 4
+    return [config.embed_dim // 2 ** (layers - 1 - i) for i in range(layers)]  # D = 128: 32, 64, 128
+
+
+class ConvStem(nn.Module):
+    """Xiao et al. (2021)'s convolutional stem in place of the patch embedding: 3x3 stride-2 conv-BN-ReLU layers down
+    to the patch grid, then a 1x1 projection to the token width. ViTConfig(stem="conv") builds it."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.image_size, self.in_channels = config.image_size, config.in_channels
+        layers, c_in, side = [], config.in_channels, config.image_size
+        for c in conv_stem_widths(config):
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            c_in, side = c, (side + 1) // 2
+        if side**2 != config.num_patches:
+            raise ValueError(f"a stride-2 stem cannot reach the {config.image_size // config.patch_size}-wide patch "
+                             f"grid of patch_size {config.patch_size}; use a power of 2 or 7 times one")
+        layers.append(nn.Conv2d(c_in, config.embed_dim, kernel_size=1))  # (B, D, h, w)
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        nb.check_images(x, self.in_channels, self.image_size)
+        return self.layers(x).flatten(2).transpose(1, 2)  # (B, N, D), N = h * w
+
+
+def conv_stem_parameters(c) -> int:
+    """3x3 convolutions without bias, each with a BatchNorm (scale and shift), then the 1x1 projection."""
+    widths = conv_stem_widths(c)
+    convs = sum(c_in * c_out * 9 + 2 * c_out for c_in, c_out in zip([c.in_channels, *widths], widths))
+    return convs + widths[-1] * c.embed_dim + c.embed_dim
+
+
+nb.STEMS["conv"] = ConvStem  # the notebook's VisionTransformer builds it for ViTConfig(stem="conv")
 
 
 def options(description: str, **extra) -> argparse.Namespace:
@@ -46,9 +88,9 @@ def load_data(seed: int = 0, val_size: int = 5_000):
 
 
 def load_model(name: str, folder: Path = ROOT / "checkpoints"):
-    """A committed model of the notebook ("ViT" or "CNN", or a file name under `folder`) with its calibration
+    """A committed model ("ViT", "CNN", "conv-stem ViT", or a file name under `folder`) with its calibration
     (mean, std, temperature, unsure_below), on the CPU, in evaluation mode."""
-    path = Path(folder) / nb.CHECKPOINT_FILES.get(name, name)
+    path = CONV_STEM_CHECKPOINT if name == "conv-stem ViT" else Path(folder) / nb.CHECKPOINT_FILES.get(name, name)
     checkpoint = nb.load_checkpoint(path)
     calibration = dict(checkpoint["normalization"], **{k: checkpoint["metrics"][k]
                                                         for k in ("temperature", "unsure_below")
