@@ -27,6 +27,7 @@ def test_explicit_attention_equals_fused_sdpa(nb, config):
     attention = nb.MultiHeadSelfAttention(config).eval()
     x = torch.randn(4, 17, 32) * 3
     explicit, attn = attention(x, return_attention=True)
+    attention.fused = True  # PyTorch's fused kernel, which a CPU does not take by default
     fused, no_maps = attention(x)
     assert attn is not None and no_maps is None
     torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=0)
@@ -37,28 +38,59 @@ def test_explicit_attention_equals_fused_sdpa(nb, config):
     torch.testing.assert_close(explicit, reference, atol=1e-5, rtol=0)
 
 
+def force_attention_path(nb, model, fused):
+    attentions = [m for m in model.modules() if isinstance(m, nb.MultiHeadSelfAttention)]
+    assert attentions
+    for module in attentions:
+        module.fused = fused
+
+
 def test_whole_model_explicit_equals_fused(nb, config):
     torch.manual_seed(0)
     model = nb.VisionTransformer(config).eval()
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():
         logits, maps = model(x, return_attention=True)
+        force_attention_path(nb, model, True)
         torch.testing.assert_close(model(x), logits, atol=1e-5, rtol=0)
     assert maps.shape == (config.depth, 5, config.num_heads, 17, 17)
 
 
-def test_training_takes_the_fused_kernel_and_the_maps_the_explicit_path(nb, config, monkeypatch):
+def test_attention_path_follows_the_device_unless_forced(nb, config, monkeypatch):
     calls = []
-    monkeypatch.setattr(nb.F, "scaled_dot_product_attention",
-                        lambda *args, **kwargs: calls.append(1) or torch.zeros(2, 4, 17, 8))
+
+    def fused_kernel(q, k, v, **kwargs):
+        calls.append(q.device.type)
+        return torch.zeros_like(q)
+
+    monkeypatch.setattr(nb.F, "scaled_dot_product_attention", fused_kernel)
     attention = nb.MultiHeadSelfAttention(config).eval()
+    assert attention.fused is None
     attention(torch.randn(2, 17, 32))
-    assert calls == [1]  # no weights asked for: the fused kernel
+    assert calls == []  # by default a CPU takes the explicit path
+    attention.fused = True
+    attention(torch.randn(2, 17, 32))
+    assert calls == ["cpu"]  # forced fused (as the benchmark compares them)
     _, attn = attention(torch.randn(2, 17, 32), return_attention=True)
-    assert calls == [1] and attn.shape == (2, 4, 17, 17)  # the weights: the explicit path
-    attention.fused = False
-    attention(torch.randn(2, 17, 32))
-    assert calls == [1]  # forced explicit (as the benchmark compares them)
+    assert calls == ["cpu"] and attn.shape == (2, 4, 17, 17)  # the weights: the explicit path, whatever is forced
+    with torch.device("meta"):  # a device other than the CPU (shapes only): the fused kernel by default
+        on_meta = nb.MultiHeadSelfAttention(config)
+        on_meta(torch.randn(2, 17, 32))
+        assert calls == ["cpu", "meta"]
+        on_meta.fused = False
+        on_meta(torch.randn(2, 17, 32))
+        assert calls == ["cpu", "meta"]  # forced explicit
+
+
+def test_a_cpu_model_never_calls_the_fused_kernel_by_default(nb, config, monkeypatch):
+    def fused_kernel(*args, **kwargs):
+        raise AssertionError("the fused kernel was called on a CPU by default")
+
+    monkeypatch.setattr(nb.F, "scaled_dot_product_attention", fused_kernel)
+    model = nb.VisionTransformer(config).train()
+    model(torch.randn(3, 1, 28, 28)).sum().backward()  # a training step's forward and backward
+    model.eval()
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
 def test_patch_embedding_equals_explicit_patchify(nb):
@@ -195,7 +227,7 @@ def test_checkpoint_round_trip_gives_identical_logits(nb, config, tmp_path):
     settings = dict(asdict(config), epochs=1)
     nb.save_checkpoint(path, {"config": asdict(config), "model": model.state_dict(), "settings": settings})
     assert not list(tmp_path.glob("*.tmp"))
-    reloaded = nb.model_from_checkpoint(nb.load_checkpoint(path, settings), config).eval()
+    reloaded = nb.model_from_checkpoint(nb.load_checkpoint(path, settings)).eval()
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), reloaded(x))
@@ -205,12 +237,12 @@ def test_mismatched_checkpoint_gives_clear_error(nb, config, tmp_path):
     model = nb.VisionTransformer(config)
     path = tmp_path / "vit.pt"
     nb.save_checkpoint(path, {"config": asdict(config), "model": model.state_dict(), "settings": {"depth": 2}})
-    with pytest.raises(nb.CheckpointError, match=r"depth: 2 in the checkpoint, 3 now.*RETRAIN = True"):
+    with pytest.raises(nb.CheckpointError, match=r"vit.pt was trained with other settings \(depth: 2 in the file, "
+                                                 r"3 now\).*RETRAIN = True.*vit.prev.pt"):
         nb.load_checkpoint(path, {"depth": 3})
-    checkpoint = nb.load_checkpoint(path)
-    other = nb.ViTConfig(patch_size=7, embed_dim=32, depth=3, num_heads=4, mlp_ratio=2)
-    with pytest.raises(nb.CheckpointError, match="depth: 2 in the checkpoint, 3 now"):
-        nb.model_from_checkpoint(checkpoint, other)
+    with pytest.raises(nb.CheckpointError, match=r"lr: None in the file, 0.001 now"):  # a setting it lacks
+        nb.load_checkpoint(path, {"depth": 2, "lr": 1e-3})
+    checkpoint = nb.load_checkpoint(path, {"depth": 2})
     checkpoint["config"]["depth"] = 3  # weights of a 2-block model under a 3-block config
     with pytest.raises(nb.CheckpointError, match="do not fit its own config"):
         nb.model_from_checkpoint(checkpoint)
@@ -247,7 +279,8 @@ def test_explicit_equals_fused_attention_on_the_committed_vit(nb, mnist):
     model = nb.model_from_checkpoint(checkpoint).eval()
     x = (mnist.x_test[:500] - checkpoint["normalization"]["mean"]) / checkpoint["normalization"]["std"]
     with torch.no_grad():
-        explicit, _ = model(x, return_attention=True)  # asking for the maps takes the explicit path
+        explicit = model(x)  # on a CPU the explicit path, by default
+        force_attention_path(nb, model, True)
         fused = model(x)
     torch.testing.assert_close(fused, explicit, atol=1e-4, rtol=0)
     assert torch.equal(fused.argmax(1), explicit.argmax(1))

@@ -37,21 +37,6 @@ def test_attention_maps_shape_and_rows(nb, mnist):
     torch.testing.assert_close(maps.sum(-1), torch.ones(3, 5, 4, 17), atol=1e-5, rtol=0)
 
 
-def test_mean_attention_distance_of_self_attention_is_zero(nb):
-    maps = torch.eye(17).expand(2, 3, 4, 17, 17)
-    torch.testing.assert_close(nb.mean_attention_distance(maps, 7), torch.zeros(2, 4))
-
-
-def test_mean_attention_distance_of_a_neighbour_head(nb):
-    # every patch of a 4x4 grid attends only to the patch on its right (or left, at the right edge): 7 pixels away
-    maps = torch.zeros(1, 1, 1, 17, 17)
-    for q in range(16):
-        r, c = divmod(q, 4)
-        maps[0, 0, 0, q + 1, 1 + r * 4 + (c + 1 if c < 3 else c - 1)] = 1
-    maps[0, 0, 0, 0, 0] = 1
-    assert nb.mean_attention_distance(maps, 7).item() == pytest.approx(7.0)
-
-
 def test_relevance_depends_on_the_class(nb, mnist):
     torch.manual_seed(0)
     model = nb.VisionTransformer(nb.ViTConfig(patch_size=7, embed_dim=32, depth=2, num_heads=4))
@@ -69,13 +54,29 @@ def test_wilson_interval(nb):
     assert nb.wilson_interval(10, 10)[1] == pytest.approx(1.0)
 
 
-def test_calibration_bins_and_ece(nb):
-    confidence = torch.tensor([0.95, 0.95, 0.95, 0.95, 0.55, 0.55])
-    correct = torch.tensor([True, True, True, False, True, False])
-    _, mean_conf, accuracy, count, ece = nb.calibration_bins(confidence, correct, n_bins=10)
-    assert count.sum() == 6 and count[9] == 4 and count[5] == 2
-    assert accuracy[9] == pytest.approx(0.75) and mean_conf[9] == pytest.approx(0.95)
-    assert ece == pytest.approx(4 / 6 * 0.2 + 2 / 6 * 0.05)
+def readings(top: list[float], right: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (N, 10) whose top probabilities are `top` (on digit 0, the rest shared evenly), and labels that
+    make each reading right or wrong as `right` says."""
+    top = torch.tensor(top)
+    probs = ((1 - top) / 9)[:, None].repeat(1, 10)
+    probs[:, 0] = top
+    return probs, torch.tensor([0 if r else 1 for r in right])
+
+
+def test_expected_calibration_error_weighs_each_bins_gap(nb):
+    # four readings at 95% of which 3 are right (overconfident by 0.2), two at 55% both right (underconfident by 0.45)
+    probs, labels = readings([0.95] * 4 + [0.55] * 2, [True, True, True, False, True, True])
+    assert nb.expected_calibration_error(probs, labels, n_bins=10) == pytest.approx(4 / 6 * 0.2 + 2 / 6 * 0.45)
+    # in one bin the two gaps cancel but for the difference of the means: |5/6 - (4 * 0.95 + 2 * 0.55) / 6|
+    assert nb.expected_calibration_error(probs, labels, n_bins=1) == pytest.approx(abs(5 / 6 - 4.9 / 6))
+    assert nb.expected_calibration_error(probs, labels) == pytest.approx(4 / 6 * 0.2 + 2 / 6 * 0.45)  # 15 bins
+
+
+def test_expected_calibration_error_of_calibrated_and_of_always_wrong_readings(nb):
+    probs, labels = readings([0.8] * 5 + [0.3] * 10, [True] * 4 + [False] + [True] * 3 + [False] * 7)
+    assert nb.expected_calibration_error(probs, labels) == pytest.approx(0.0, abs=1e-6)
+    probs, labels = readings([0.99, 0.7, 0.4], [False] * 3)
+    assert nb.expected_calibration_error(probs, labels) == pytest.approx((0.99 + 0.7 + 0.4) / 3)
 
 
 def test_mcnemar_counts_the_disagreements_and_gives_the_exact_p_value(nb):

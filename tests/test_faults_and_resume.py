@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-TIMING_FIELDS = {"seconds", "images_per_s", "data_fraction"}  # wall-clock measurements differ from run to run
+TIMING_FIELDS = {"seconds"}  # wall-clock measurements differ from run to run
+
+
+def resume_path(path):
+    return path.with_name(path.stem + ".resume.pt")  # vit.pt -> vit.resume.pt, as train_or_load names it
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
@@ -56,6 +60,11 @@ def tiny_run(nb, mnist):
     return run, settings
 
 
+def resume_settings(nb, settings):
+    """What a resume state of these settings holds: they and the precision it was trained in."""
+    return dict(settings, precision=nb.precision_name(torch.device("cpu")))
+
+
 def interrupt_after(nb, monkeypatch, calls: int):
     """Make the augmentation raise on its `calls`-th call: an interruption from inside the training loop."""
     original, count = nb.random_affine, [0]
@@ -85,11 +94,15 @@ def test_interrupted_run_resumes_to_bit_identical_weights_and_history(nb, tiny_r
         interrupt_after(nb, patch, (interrupted_epoch - 1) * steps_per_epoch + 3)
         with pytest.raises(KeyboardInterrupt):
             run(path)
-    state = torch.load(nb.resume_path(path), weights_only=True)
-    assert state["last_epoch"] == interrupted_epoch - 1 and state["settings"] == settings
+    state = torch.load(resume_path(path), weights_only=True)
+    assert state["log"]["history"]["epoch"] == list(range(1, interrupted_epoch))
+    assert state["settings"] == resume_settings(nb, settings)
+    assert state["settings"]["precision"] == {"float32": "float32", "bfloat16": "bfloat16 autocast"}[precision]
 
+    capsys.readouterr()
     resumed, resumed_history = run(path)
-    assert f"resumed at epoch {interrupted_epoch} of 3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"ViT: resumed from vit.resume.pt after epoch {interrupted_epoch - 1} of 3" in out
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     for field in set(reference_history) - TIMING_FIELDS:
@@ -101,9 +114,11 @@ def test_a_finished_run_saves_its_checkpoint_deletes_its_resume_state_and_is_loa
     run, settings = tiny_run
     path = tmp_path / "vit.pt"
     model, history = run(path)
-    assert path.exists() and not nb.resume_path(path).exists()
+    assert path.exists() and not resume_path(path).exists()
     checkpoint = nb.load_checkpoint(path, settings)
-    assert checkpoint["epoch"] == history["best_epoch"] and set(checkpoint["metrics"]) == {"val_acc", "val_loss"}
+    assert set(checkpoint) == {"config", "model", "normalization", "metrics", "history", "settings", "device"}
+    assert checkpoint["history"]["best_epoch"] == history["best_epoch"] and checkpoint["settings"]["seed"] == 0
+    assert checkpoint["history"]["training"] == "float32" and set(checkpoint["metrics"]) == {"val_acc", "val_loss"}
     capsys.readouterr()
     again, _ = run(path)
     assert "Loaded vit.pt" in capsys.readouterr().out
@@ -114,12 +129,53 @@ def test_a_finished_run_saves_its_checkpoint_deletes_its_resume_state_and_is_loa
 def test_resume_state_from_other_settings_stops_and_is_kept(nb, tiny_run, tmp_path):
     run, settings = tiny_run
     path = tmp_path / "vit.pt"
-    nb.save_checkpoint(nb.resume_path(path), {"settings": dict(settings, depth=3), "epoch": 1})
-    saved = nb.resume_path(path).read_bytes()
-    with pytest.raises(nb.CheckpointError, match=r"vit.resume.pt was trained with other settings.*"
-                                                         r"depth: 3 in the checkpoint, 2 now.*RETRAIN = True"):
+    nb.save_checkpoint(resume_path(path), {"settings": dict(resume_settings(nb, settings), depth=3)})
+    saved = resume_path(path).read_bytes()
+    with pytest.raises(nb.CheckpointError, match=r"vit.resume.pt was trained with other settings \(depth: 3 in the "
+                                                 r"file, 2 now\)\. Set RETRAIN = True"):
         run(path)
-    assert nb.resume_path(path).read_bytes() == saved
+    assert resume_path(path).read_bytes() == saved
+
+
+@pytest.fixture
+def bfloat16_resume_state(nb, tiny_run, tmp_path, monkeypatch):
+    """The resume state of a bfloat16 run interrupted in its second epoch; the float32 run's checkpoint path."""
+    run, _ = tiny_run
+    path = tmp_path / "vit.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(nb, "CPU_PRECISION", "bfloat16")
+        interrupt_after(nb, patch, 8 + 3)
+        with pytest.raises(KeyboardInterrupt):
+            run(path)
+    state = torch.load(resume_path(path), weights_only=True)
+    assert state["settings"]["precision"] == "bfloat16 autocast" and state["log"]["history"]["epoch"] == [1]
+    return path
+
+
+def test_a_float32_run_does_not_resume_a_bfloat16_runs_state(nb, tiny_run, bfloat16_resume_state):
+    run, _ = tiny_run
+    path = bfloat16_resume_state
+    saved = resume_path(path).read_bytes()
+    assert nb.CPU_PRECISION == "float32"
+    with pytest.raises(nb.CheckpointError, match=r"vit.resume.pt was trained with other settings \(precision: "
+                                                 r"'bfloat16 autocast' in the file, 'float32' now\)\. Set RETRAIN = "
+                                                 r"True to train anew \(the old file is kept as vit.resume.prev.pt\)"):
+        run(path)
+    assert resume_path(path).read_bytes() == saved and not path.exists()
+
+
+def test_retrain_sets_a_bfloat16_runs_state_aside_and_trains_in_float32_from_the_start(nb, tiny_run,
+                                                                                        bfloat16_resume_state, capsys):
+    run, settings = tiny_run
+    path = bfloat16_resume_state
+    saved = resume_path(path).read_bytes()
+    capsys.readouterr()
+    _, history = run(path, retrain=True)
+    out = capsys.readouterr().out
+    assert "kept the previous vit.resume.pt as vit.resume.prev.pt" in out and "resumed" not in out
+    assert (path.parent / "vit.resume.prev.pt").read_bytes() == saved
+    assert history["epoch"] == [1, 2, 3] and history["training"] == "float32"
+    assert not resume_path(path).exists() and nb.load_checkpoint(path, settings)["history"]["training"] == "float32"
 
 
 class RunsCodeWhenUnpickled:
@@ -149,14 +205,15 @@ def bad_bytes(kind: str, tmp_path, settings) -> bytes:
 def test_unreadable_file_stops_with_its_name_and_a_safe_fix_and_is_kept(nb, tiny_run, tmp_path, which, kind):
     run, settings = tiny_run
     path = tmp_path / "vit.pt"
-    damaged = path if which == "checkpoint" else nb.resume_path(path)
+    damaged = path if which == "checkpoint" else resume_path(path)
     content = bad_bytes(kind, tmp_path, settings)
     damaged.write_bytes(content)
     with pytest.raises(nb.CheckpointError) as caught:
         run(path)
     message = str(caught.value)
     assert str(damaged) in message and "RETRAIN = True" in message and f"{damaged.stem}.prev.pt" in message
-    assert ("fetch the file again" in message) == (which == "checkpoint")  # a resume state was never committed
+    fetch = f"fetch it again (git checkout -- {damaged})"
+    assert (fetch in message) == (which == "checkpoint")  # a resume state was never committed: nothing to fetch
     assert "weights_only" not in message and "\x1b" not in message  # no unsafe advice, no terminal colour codes
     assert not (tmp_path / "code_ran").exists(), "loading the file ran the code it holds"
     assert damaged.read_bytes() == content
@@ -165,7 +222,7 @@ def test_unreadable_file_stops_with_its_name_and_a_safe_fix_and_is_kept(nb, tiny
 def test_retrain_keeps_a_damaged_resume_state_and_starts_over(nb, tiny_run, tmp_path, capsys):
     run, _ = tiny_run
     path = tmp_path / "vit.pt"
-    nb.resume_path(path).write_bytes(b"not a checkpoint")
+    resume_path(path).write_bytes(b"not a checkpoint")
     _, history = run(path, retrain=True)
     assert (tmp_path / "vit.resume.prev.pt").read_bytes() == b"not a checkpoint"
     assert history["epoch"] == [1, 2, 3] and "resumed" not in capsys.readouterr().out

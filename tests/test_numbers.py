@@ -36,7 +36,8 @@ LITERATURE = {  # number (as typed, separators dropped) -> where it is quoted fr
     "60000": "MNIST's training set: LeCun, Cortes & Burges, The MNIST database of handwritten digits",
     "500": "MNIST's writers: the same page (its training digits by about 250 writers, its test digits by others)",
 }
-RESULT_DIRS = ("checkpoints", "benchmarks/results")
+RESULT_DIRS = ("checkpoints", "benchmarks/results", "studies/results")
+REPORTS = ("README.md", "studies/README.md")  # prose outside the notebook, checked the same way
 NOT_CLAIMS = [  # in this order: fenced code, code spans, HTML comments, math, images, link targets, URLs
     r"```.*?```", r"`[^`]*`", r"<!--.*?-->", r"\$\$.*?\$\$", r"\$[^$]+\$", r"!\[[^\]]*\]\([^)]*\)", r"(?<=\])\([^)]*\)",
     r"https?://\S+",
@@ -108,13 +109,19 @@ def prose_claims(markdown: str, sections: set[str]):
         yield text.count("\n", 0, m.start()) + 1, token, bool(re.match(r"\s?%", after)), context
 
 
-def unsupported_numbers(notebook_json: dict, readme_text: str, result_files: dict[str, str]) -> list[str]:
-    """Every claimed number of the notebook's markdown and the README that no output, named result file or
-    LITERATURE entry supports, as 'where: number in "context"'. result_files maps a path (relative to the repository)
-    to its text; only those whose path or folder the prose names count."""
+def unsupported_numbers(notebook_json: dict, readme_text: str, result_files: dict[str, str],
+                        reports: dict[str, str] | None = None) -> list[str]:
+    """Every claimed number of the notebook's markdown, the README and the other `reports` (path -> text) that no
+    output, named result file or LITERATURE entry supports, as 'where: number in "context"'. result_files maps a path
+    (relative to the repository) to its text; only those whose path or folder the prose names count (a report's
+    relative paths, such as `results/seeds.json` in studies/README.md, are read from the report's folder)."""
     markdown = [(f"cell {i}", "".join(c["source"])) for i, c in enumerate(notebook_json["cells"])
                 if c["cell_type"] == "markdown"]
-    all_prose = readme_text + "\n" + "\n".join(source for _, source in markdown)
+    documents = {"README.md": readme_text, **(reports or {})}
+    all_prose = "\n".join(documents.values()) + "\n" + "\n".join(source for _, source in markdown)
+    for name, text in (reports or {}).items():  # a report names its results relative to its own folder
+        folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+        all_prose += "\n" + re.sub(r"`([\w./-]+)`", lambda m: f"`{folder}{m.group(1)}`", text)
     outputs = []
     for cell in notebook_json["cells"]:
         for output in cell.get("outputs", []):
@@ -128,14 +135,14 @@ def unsupported_numbers(notebook_json: dict, readme_text: str, result_files: dic
     exact |= raw
     sections = set(HEADING_NUMBER.findall("\n".join(source for _, source in markdown)))
     unsupported = []
-    for where, source in [*markdown, ("README.md", readme_text)]:
+    for where, source in [*markdown, *documents.items()]:
         for line, token, percent, context in prose_claims(source, sections):
             number = normal(token)
             if number in exact or (percent and number.count(".") <= 1 and str(Decimal(number).scaleb(-2)) in exact):
                 continue
             if any(rounds_to(r, token.replace(",", ""), percent) for r in raw):
                 continue
-            place = f"README.md line {line}" if where == "README.md" else where
+            place = f"{where} line {line}" if where in documents else where
             unsupported.append(f'{place}: {token}{"%" if percent else ""} in "{context}"')
     return unsupported
 
@@ -148,10 +155,12 @@ def committed_result_files() -> dict[str, str]:
 
 
 def committed_sources():
-    return json.loads(NOTEBOOK.read_text()), (ROOT / "README.md").read_text(), committed_result_files()
+    reports = {name: (ROOT / name).read_text() for name in REPORTS[1:] if (ROOT / name).exists()}
+    return json.loads(NOTEBOOK.read_text()), (ROOT / "README.md").read_text(), committed_result_files(), reports
 
 
 def test_every_number_of_the_prose_has_a_source():
+    assert (ROOT / "studies" / "README.md").exists(), "the lab's report"
     unsupported = unsupported_numbers(*committed_sources())
     assert not unsupported, f"{len(unsupported)} numbers in the prose have no source:\n" + "\n".join(unsupported)
 
@@ -162,7 +171,7 @@ def places(entries: list[str]) -> list[str]:
 
 
 def test_a_planted_number_is_reported():
-    notebook, readme, results = committed_sources()
+    notebook, readme, results, _ = committed_sources()
     before = set(unsupported_numbers(notebook, readme, results))
     index = next(i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "markdown")
     notebook["cells"][index]["source"] = "".join(notebook["cells"][index]["source"]) + "\nThe ViT reads 99.99%."
@@ -181,3 +190,12 @@ def test_the_rules_on_a_small_example():
     results = {"checkpoints/r.csv": "low,high\n0.931098,0.95\n"}
     assert places(unsupported_numbers(notebook, "", results)) == ["cell 0: 93.11%", "cell 0: 95.00%"]
     assert places(unsupported_numbers(notebook, "`checkpoints/r.csv`", results)) == ["cell 0: 95.00%"]
+
+
+def test_a_planted_number_in_the_lab_report_is_reported():
+    notebook, readme, results, reports = committed_sources()
+    before = set(unsupported_numbers(notebook, readme, results, reports))
+    reports = dict(reports, **{"studies/README.md": reports["studies/README.md"] + "\nThe CNN reads 12.346% more.\n"})
+    planted = set(unsupported_numbers(notebook, readme, results, reports)) - before
+    line = len(reports["studies/README.md"].splitlines())
+    assert places(planted) == [f"studies/README.md line {line}: 12.346%"], planted

@@ -33,12 +33,16 @@ def test_the_measurement_is_a_ratio_of_two_timings(nb):
     assert torch.equal(torch.get_rng_state(), state)  # its own random numbers: training's are left as they are
 
 
-def test_bfloat16_trains_under_autocast_keeps_float32_weights_and_infers_in_float32(nb, bfloat16):
+def test_bfloat16_trains_under_autocast_keeps_float32_weights_and_infers_in_float32(nb, bfloat16, monkeypatch):
     cpu = torch.device("cpu")
     assert nb.precision_for(cpu) == torch.bfloat16
     assert nb.precision_for(cpu, training=False) == torch.float32
     assert nb.precision_name(cpu) == "bfloat16 autocast"
-    assert not nb.fused_attention_for(cpu)  # the explicit path: the fused kernel is the slow one on a CPU
+
+    def fused_kernel(*args, **kwargs):
+        raise AssertionError("a CPU training step took the fused kernel, the slow one on a CPU")
+
+    monkeypatch.setattr(nb.F, "scaled_dot_product_attention", fused_kernel)  # the explicit path, by the device
     model = nb.VisionTransformer(nb.ViTConfig(embed_dim=32, depth=2, num_heads=4))
     optimizer = nb.make_optimizer(model, 1e-3, 0.05)
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
@@ -50,17 +54,14 @@ def test_bfloat16_trains_under_autocast_keeps_float32_weights_and_infers_in_floa
     assert nb.predict(model, x, nb.Normalization(0.0, 1.0)).dtype == torch.float32
 
 
-def test_bfloat16_training_is_deterministic(nb, mnist, bfloat16):
-    settings = dict(epochs=1, batch_size=256, lr=1e-3, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1,
-                    grad_clip=1.0, augment=True, ema_decay=0.99)
+def test_bfloat16_training_is_deterministic(nb, mnist, bfloat16, capsys):
+    train_settings = dict(epochs=1, batch_size=256, lr=1e-3, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1,
+                          grad_clip=1.0, augment=True, ema_decay=0.99)
     config = nb.ViTConfig(embed_dim=32, depth=2, num_heads=4)
-    runs = []
-    for _ in range(2):
-        nb.seed_everything(0)
-        model = nb.VisionTransformer(config)
-        history = nb.train(model, mnist, **settings)
-        runs.append((model, history))
-    assert runs[0][1]["training"] == "bfloat16 autocast, eager"
+    runs = [nb.train_new("ViT", lambda: nb.VisionTransformer(config), {"seed": 0}, train_settings, mnist)
+            for _ in range(2)]
+    assert "bfloat16 autocast" in capsys.readouterr().out  # train_new says how it trains
+    assert runs[0][1]["training"] == "bfloat16 autocast"  # and the history keeps it
     for a, b in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert runs[0][1]["val_acc"] == runs[1][1]["val_acc"]

@@ -68,7 +68,7 @@ def test_a_typo_is_caught_after_a_rerun_too():
 def test_your_turn_runs_after_the_setup_the_parameters_and_the_definitions_alone(tmp_path, nb):
     """A reader who only wants the pad runs the setup, the parameters and the definitions, then "Your turn": it loads
     the committed models itself, shows the pad (and the drawn digits where no widget renders) and reads a picture."""
-    start = next(i for i, c in enumerate(CELLS) if c.cell_type == "markdown" and c.source.startswith("## Your turn"))
+    start = next(i for i, c in enumerate(CELLS) if c.cell_type == "markdown" and "## Your turn" in c.source)
     index = next(i for i, c in enumerate(CELLS) if tagged(c, "parameters"))
     check = next(c for c in CELLS[index + 1:] if code(c))
     keep = [c for c in CELLS[:index + 1] if code(c)] + [check]
