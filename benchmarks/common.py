@@ -1,9 +1,32 @@
-"""What the benchmarks share: quartiles of timings, the CPU's name and flags, an output that keeps a copy."""
+"""What the benchmarks share: quartiles of timings, the CPU's name and flags, an output that keeps a copy, and the
+studies' definitions (the convolutional stem) for the benchmarks that build the conv-stem ViT."""
 
+import importlib.util
 import io
 import platform
 import statistics
+import sys
+import types
 from pathlib import Path
+
+STUDIES_COMMON = Path(__file__).resolve().parents[1] / "studies" / "common.py"
+
+
+def studies_common() -> types.ModuleType:
+    """studies/common.py as the module `studies_common` (this file is `common` on the benchmarks' path, so the
+    studies' file is loaded by its path, under a name of its own). It loads the notebook's definitions once, as
+    `studies_common().nb`, and registers the convolutional stem there (nb.STEMS["conv"]): a benchmark that needs the
+    conv-stem ViT uses that `nb` rather than loading the notebook a second time, whose classes would differ."""
+    if "studies_common" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("studies_common", STUDIES_COMMON)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["studies_common"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules["studies_common"]
+            raise
+    return sys.modules["studies_common"]
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:

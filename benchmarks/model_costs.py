@@ -8,12 +8,13 @@ What section 8.2 of the notebook compares, measured on their own (on a CPU, eage
 
 - Models as the notebook builds them with its default parameters, after nb.seed_everything(0): the ViT
   (nb.ViTConfig(patch_size=7, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2, dropout=0.0)), the same with
-  stem="conv", and nb.ConvNet([32, 64, 128]).
+  stem="conv" (the convolutional stem of studies/common.py, which registers it in the notebook's STEMS), and
+  nb.ConvNet([32, 64, 128]).
 - Training cost per epoch: one step is the notebook's train_step (forward, label-smoothed loss 0.1, backward,
   gradient clipping at 1.0, the loss scaler, AdamW from make_optimizer(net, 1e-3, 0.05)) on one fixed normalised batch
-  of the first 128 MNIST training images; eager; every attention module on the explicit path (fused = False), as
-  training takes it on a CPU. Two blocks: float32 and bfloat16 autocast (nb.CPU_PRECISION set to each). Each model
-  takes --warmup steps, then --rounds rounds in which
+  of the first 128 MNIST training images; eager, as the notebook trains; every attention module on the explicit path
+  (fused = False: the path that the notebook's default, fused = None, takes on a CPU). Two blocks: float32 and
+  bfloat16 autocast (nb.CPU_PRECISION set to each). Each model takes --warmup steps, then --rounds rounds in which
   every model takes --steps steps in turn, the order rotated each round, so that a change in the machine's load
   touches the three alike. A model's step time is the median over rounds of its mean step time in a round (with
   the quartiles of the rounds); seconds per epoch = that median times ceil(55,000 / 128) = 430 steps.
@@ -38,11 +39,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Tee, cpu_description, quartiles  # noqa: E402
+from common import Tee, cpu_description, quartiles, studies_common  # noqa: E402
+from definitions import mnist_data_dir  # noqa: E402
 
-from definitions import load_definitions, mnist_data_dir  # noqa: E402  (the notebook's `definitions` cells, as a module)
-
-nb = load_definitions()
+nb = studies_common().nb  # the notebook's `definitions` cells, loaded once by studies/common.py with its conv stem
 SEED, BATCH_SIZE, LR, WEIGHT_DECAY, LABEL_SMOOTHING, GRAD_CLIP = 0, 128, 1e-3, 0.05, 0.1, 1.0
 VIT_CONFIG = dict(patch_size=7, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2, dropout=0.0)
 CNN_CHANNELS = [32, 64, 128]
@@ -60,7 +60,7 @@ def build_models() -> dict[str, torch.nn.Module]:
               "CNN": nb.ConvNet(CNN_CHANNELS)}
     for net in models.values():
         net.to(DEVICE)
-        for module in net.modules():  # the explicit attention path, as training takes it on a CPU
+        for module in net.modules():  # the explicit attention path, the default's on a CPU
             if isinstance(module, nb.MultiHeadSelfAttention):
                 module.fused = False
     return models

@@ -1,7 +1,7 @@
 """The notebook's ViT against vit-pytorch's ViT of the same shape, one training step at a time, like with like.
 
     python benchmarks/train_step.py                   # CPU (or CUDA when present): the step table and its ratios
-    python benchmarks/train_step.py --epochs 2        # also seconds per epoch of train(), float32 vs bfloat16
+    python benchmarks/train_step.py --epochs 2        # also seconds per epoch of train(), eager and compiled
     python benchmarks/train_step.py --profile         # also where the time of train()'s loop goes (torch.profiler)
     python benchmarks/train_step.py --out benchmarks/results/train_step.txt   # also the whole output, in a file
 
@@ -11,21 +11,25 @@ alike; the table gives each variant's median step time. The two models differ in
 the same optimiser (the notebook's make_optimizer: AdamW with weight decay on matrices only, vit-pytorch's [CLS]
 token and position embeddings named to it as the notebook's are; the kind of AdamW the notebook builds, PyTorch's
 default or its fused kernel, in every row but the AdamW pairs), the same precision (the notebook's autocast_for,
-with nb.CPU_PRECISION set to float32 or bfloat16) and the same compilation (torch.compile of the model, as
-train() does). Each ratio below the table divides two variants that differ in one thing only, round by round (the
+with nb.CPU_PRECISION set to float32 or bfloat16) and the same compilation (both eager, or both through
+torch.compile). The notebook itself never compiles: compiling is this benchmark's own, to price what torch.compile
+would buy. Each ratio below the table divides two variants that differ in one thing only, round by round (the
 median of the per-round ratios, with the quartiles).
 
 - Step table: both models eager and compiled, in float32 and bfloat16 (CPU); the notebook's ViT with either attention
-  path (its `fused` attribute: PyTorch's fused kernel or the explicit softmax(QK^T/sqrt d)V); the notebook's ViT
-  (eager and compiled) and vit-pytorch's (eager) with the other kind of AdamW, to price the fused AdamW kernel by
-  itself and to repeat the old benchmark's pairing (the notebook fused, vit-pytorch not); and the notebook's whole
-  train_step (gradient clipping, the loss scaler) plus the weight average, in the precision and compile mode that a
-  full training run takes on this machine.
+  path forced (`fused` set to True or False on every attention module: PyTorch's fused kernel or the explicit
+  softmax(QK^T/sqrt d)V; the "default" column marks the path that `fused = None`, the notebook's default, takes on
+  this device); the notebook's ViT (eager and compiled) and vit-pytorch's (eager) with the other kind of AdamW, to
+  price the fused AdamW kernel by itself and to repeat the old benchmark's pairing (the notebook fused, vit-pytorch
+  not); and the notebook's whole train_step (gradient clipping, the loss scaler) plus the weight average as train()
+  runs it: eager, the default attention path, in the precision of a full training run on this machine.
 - Matrix products: GFLOP/s of float32 and bfloat16 products of the model's shapes, and nb.bfloat16_speedup().
-- Loop (--loop-steps): the notebook's own train() for two epochs of random images in a full run's precision and
-  compile mode, the second epoch's images/s against the bare step and against train_step + weight average, each
+- Loop (--loop-steps): the notebook's own train() for two epochs of random images in a full run's precision (eager,
+  as train() runs), the second epoch's images/s against the bare step and against train_step + weight average, each
   timed in blocks of as many steps just before and just after; then a copy of train()'s loop timed part by part.
-- Epochs (--epochs N): seconds per epoch of train() on 55,000 random images, one-epoch runs taking turns, N rounds.
+- Epochs (--epochs N): seconds per epoch of train() on 55,000 random images, one-epoch runs taking turns, N rounds:
+  float32 and bfloat16, eager as the notebook trains and compiled (the benchmark hands train() a compiled model for
+  its full batches).
 Needs `pip install -r requirements-dev.txt` (vit-pytorch is a dev-only dependency).
 """
 
@@ -33,9 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import inspect
 import io
-import math
 import platform
 import random
 import shlex
@@ -50,8 +52,9 @@ import torch.nn.functional as F
 from vit_pytorch import ViT as PeerViT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Tee, cpu_description, quartiles  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
 
+from common import Tee, cpu_description, quartiles  # noqa: E402
 from definitions import load_definitions  # noqa: E402  (the notebook's `definitions` cells, as a module)
 
 nb = load_definitions()
@@ -120,14 +123,34 @@ def adamw(model: torch.nn.Module, kind: str) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=LR, betas=optimizer.defaults["betas"], fused=True if kind == "fused" else None)
 
 
-def train_attention(device: torch.device, compiled: bool, dtype: torch.dtype) -> str:
-    """The attention path that train() takes on `device` in `dtype`, compiled or not (nb.fused_attention_for)."""
-    with cpu_precision(dtype):
-        if len(inspect.signature(nb.fused_attention_for).parameters) == 1:
-            fused = nb.fused_attention_for(device)
-        else:  # an earlier notebook, whose rule also asked whether the step is compiled
-            fused = nb.fused_attention_for(device, compiled)
-    return "fused kernel" if fused else "explicit"
+class CallsSeen(TorchFunctionMode):
+    """The names of the torch functions called inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.add(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def default_attention(device: torch.device) -> str:
+    """The attention path that the notebook's attention module takes on `device` with `fused = None`, its default (and
+    so train()'s path): "fused kernel" where its forward pass calls F.scaled_dot_product_attention, else "explicit".
+    Asked of the module itself, so that the benchmark follows the notebook's rule rather than restating it."""
+    module = nb.MultiHeadSelfAttention(nb.ViTConfig(embed_dim=8, num_heads=2, depth=1)).to(device)
+    assert module.fused is None, "the notebook's attention no longer defaults to fused = None (by device)"
+    with torch.no_grad(), CallsSeen() as seen:
+        module(torch.zeros(2, 3, 8, device=device))
+    return "fused kernel" if "scaled_dot_product_attention" in seen.names else "explicit"
+
+
+def set_attention(model: torch.nn.Module, attention: str) -> None:
+    """Force one attention path on every attention module of the notebook's model."""
+    for module in model.modules():
+        if isinstance(module, nb.MultiHeadSelfAttention):
+            module.fused = attention == "fused kernel"
 
 
 def bare_step(net, optimizer, xb, yb, device) -> None:
@@ -149,7 +172,7 @@ class Variant:
     step_name: str = "bare step"  # or "train_step + EMA"
     model: torch.nn.Module = None
     step: object = None  # one step on (xb, yb)
-    train_takes: str = ""  # "yes" where train() takes this attention path in this precision and mode
+    default: str = ""  # "yes" where this is the attention path of the notebook's default (fused = None) here
 
     @property
     def key(self) -> tuple:
@@ -160,21 +183,21 @@ def key(model_name, mode, attention, precision, adamw, step_name="bare step") ->
     return (model_name, step_name, mode, attention, precision, adamw)
 
 
-def full_run_mode(device: torch.device) -> tuple[torch.dtype, bool]:
-    """The precision and compile mode of a full training run of the notebook on this device: CPU_PRECISION "auto"
-    (nb.precision_for, by the measured nb.bfloat16_speedup) and nb.compiles_training of a long run."""
+def full_run_precision(device: torch.device) -> torch.dtype:
+    """The precision of a full training run of the notebook on this device: CPU_PRECISION "auto" (nb.precision_for,
+    by the measured nb.bfloat16_speedup). Its steps run eagerly: the notebook's train() does not compile."""
     with cpu_precision("auto"):
-        dtype = nb.precision_for(device)
-    return dtype, nb.compiles_training(device, nb.COMPILE_MIN_STEPS)
+        return nb.precision_for(device)
 
 
-def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_compiled: bool) -> list[Variant]:
+def make_variants(config, device: torch.device, loop_dtype: torch.dtype) -> list[Variant]:
     """Every variant of the step table, each with its own model (seed 0) and optimiser: both models with the
     notebook's kind of AdamW; with the other kind, the notebook's ViT eager and compiled and vit-pytorch's eager, in
     float32."""
     out = []
     main = notebook_adamw(device)
     other = "default" if main == "fused" else "fused"
+    default = default_attention(device)
 
     def add(model_name, mode, attention, precision, kind=main):
         torch.manual_seed(0)
@@ -182,8 +205,7 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
             model = peer_vit(config, device)
         else:
             model = nb.VisionTransformer(config).to(device)
-            for block in model.blocks:
-                block.attn.fused = attention == "fused kernel"
+            set_attention(model, attention)
         optimizer = adamw(model, kind)
         net = torch.compile(model) if mode == "compiled" else model
         dtype = precisions(device)[precision]
@@ -193,8 +215,8 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
                 bare_step(net, optimizer, xb, yb, device)
 
         variant = Variant(model_name, mode, attention, precision, adamw_kind(optimizer), model=model, step=step)
-        if model_name == NOTEBOOK and train_attention(device, mode == "compiled", dtype) == attention:
-            variant.train_takes = "yes"
+        if model_name == NOTEBOOK and attention == default:
+            variant.default = "yes"
         out.append(variant)
 
     for precision in precisions(device):
@@ -207,24 +229,21 @@ def make_variants(config, device: torch.device, loop_dtype: torch.dtype, loop_co
             add(NOTEBOOK, "eager", "fused kernel", precision, other)
             add(NOTEBOOK, "compiled", "explicit", precision, other)
             add(PEER, "eager", "explicit", precision, other)
-    # the notebook's whole train_step with the weight average, in the precision and compile mode of a full run
+    # the notebook's whole train_step with the weight average as train() runs it: eager, the attention modules left
+    # at their default (fused = None), in the precision of a full run
     precision = dtype_name(device, loop_dtype)
     torch.manual_seed(0)
     model = nb.VisionTransformer(config).to(device)
-    attention = train_attention(device, loop_compiled, loop_dtype)
-    for block in model.blocks:
-        block.attn.fused = attention == "fused kernel"
-    net = torch.compile(model) if loop_compiled else model
     optimizer, scaler, ema = nb.make_optimizer(model, LR, WEIGHT_DECAY), nb.make_scaler(device), nb.make_ema(model,
                                                                                                          EMA_DECAY)
 
     def notebook_step(xb, yb):
         with cpu_precision(loop_dtype):
-            nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
+            nb.train_step(model, xb, yb, optimizer, scaler, 0.1, 1.0)
             ema.update_parameters(model)
 
-    out.append(Variant(NOTEBOOK, "compiled" if loop_compiled else "eager", attention, precision,
-                       adamw_kind(optimizer), "train_step + EMA", model, notebook_step, "yes"))
+    out.append(Variant(NOTEBOOK, "eager", default, precision, adamw_kind(optimizer), "train_step + EMA", model,
+                       notebook_step, "yes"))
     return out
 
 
@@ -257,20 +276,20 @@ def time_variants(variants: list[Variant], device, batch_size: int, warmup: int,
 
 
 def print_step_table(variants: list[Variant], times: dict, batch_size: int) -> None:
-    print(f"\nStep table: median ms per step of {batch_size} images, with the quartiles of the rounds; train(): "
-          "the attention path that train() takes in this precision and mode")
+    print(f"\nStep table: median ms per step of {batch_size} images, with the quartiles of the rounds; default: "
+          "the attention path that the notebook's default (fused = None) takes on this device, train()'s path")
     header = (f"{'#':>2}  {'model':<15} {'step':<16} {'mode':<8} {'attention':<12} {'precision':<9} {'AdamW':<7} "
-              f"{'params':>7} {'median ms':>9} {'quartiles ms':>13} {'train()':>7}")
+              f"{'params':>7} {'median ms':>9} {'quartiles ms':>13} {'default':>7}")
     print(header)
     print("-" * len(header))
     for i, v in enumerate(variants, 1):
         q1, q2, q3 = (1000 * q for q in quartiles(times[v.key]))
         params = sum(p.numel() for p in v.model.parameters())
         print(f"{i:>2}  {v.model_name:<15} {v.step_name:<16} {v.mode:<8} {v.attention:<12} {v.precision:<9} "
-              f"{v.adamw:<7} {params:>7,} {q2:>9.1f} {f'{q1:.1f}-{q3:.1f}':>13} {v.train_takes:>7}")
+              f"{v.adamw:<7} {params:>7,} {q2:>9.1f} {f'{q1:.1f}-{q3:.1f}':>13} {v.default:>7}")
 
 
-def comparisons(device, loop_precision: str, loop_compiled: bool, loop_attention: str) -> list[tuple]:
+def comparisons(device, loop_precision: str, loop_attention: str) -> list[tuple]:
     """(what the ratio prices, numerator key, denominator key): each pair differs in one thing only. `a`: the
     notebook's kind of AdamW, which both models take in every row but the AdamW pairs."""
     a = notebook_adamw(device)
@@ -297,11 +316,6 @@ def comparisons(device, loop_precision: str, loop_compiled: bool, loop_attention
         for mode in ("eager", "compiled"):
             out.append((f"bfloat16/float32, vit-pytorch {mode}", key(PEER, mode, "explicit", "bfloat16", a),
                         key(PEER, mode, "explicit", f32, a)))
-        paths = {p: train_attention(device, False, dtype) for p, dtype in precisions(device).items()}
-        if paths["bfloat16"] != paths[f32]:
-            out.append((f"bfloat16, {paths['bfloat16']}/float32, {paths[f32]}: notebook eager, each precision's "
-                        "train() path", key(NOTEBOOK, "eager", paths["bfloat16"], "bfloat16", a),
-                        key(NOTEBOOK, "eager", paths[f32], f32, a)))
     if f32:
         out += [("fused/default AdamW, notebook eager, float32 (fused kernel)",
                  key(NOTEBOOK, "eager", "fused kernel", f32, "fused"),
@@ -315,10 +329,9 @@ def comparisons(device, loop_precision: str, loop_compiled: bool, loop_attention
                  key(NOTEBOOK, "eager", "fused kernel", f32, "fused"), key(PEER, "eager", "explicit", f32, "default")),
                 ("old benchmark's pairing: notebook compiled (fused AdamW)/vit-pytorch eager (default AdamW), float32",
                  key(NOTEBOOK, "compiled", "explicit", f32, "fused"), key(PEER, "eager", "explicit", f32, "default"))]
-    mode = "compiled" if loop_compiled else "eager"
-    out.append((f"train_step + clipping + EMA/bare step, notebook {mode}, {loop_precision} (a full run's mode)",
-                key(NOTEBOOK, mode, loop_attention, loop_precision, a, step_name="train_step + EMA"),
-                key(NOTEBOOK, mode, loop_attention, loop_precision, a)))
+    out.append((f"train_step + clipping + EMA/bare step, notebook eager, {loop_precision} (a full run's mode)",
+                key(NOTEBOOK, "eager", loop_attention, loop_precision, a, step_name="train_step + EMA"),
+                key(NOTEBOOK, "eager", loop_attention, loop_precision, a)))
     return out
 
 
@@ -380,48 +393,60 @@ TRAIN_SETTINGS = dict(lr=LR, weight_decay=WEIGHT_DECAY, warmup_epochs=1, label_s
                       augment=True, ema_decay=EMA_DECAY)  # the notebook's, but one warm-up epoch
 
 
+@contextlib.contextmanager
+def compiled_steps(model: torch.nn.Module, batch_size: int):
+    """The benchmark's own compiling, for the notebook's train(), which does not compile: inside the block, every
+    nb.train_step of `model` on a full batch runs through torch.compile(model) (compiled at its first step); a smaller
+    last batch runs eagerly rather than being compiled a second time. train() looks train_step up in the notebook's
+    namespace at each step, so replacing it there is enough; the weight average and validation see `model` itself."""
+    compiled, notebook_step = torch.compile(model), nb.train_step
+
+    def step(net, xb, *args, **kwargs):
+        return notebook_step(compiled if net is model and len(xb) == batch_size else net, xb, *args, **kwargs)
+
+    nb.train_step = step
+    try:
+        yield
+    finally:
+        nb.train_step = notebook_step
+
+
 def train_epochs(device, batch_size: int, n: int, epochs: int, dtype: torch.dtype, compiled: bool) -> dict:
     """The notebook's own train() of its ViT (augmentation, weight average, progress bar) on n random images in
-    `dtype`, compiled or not whatever its length (nb.COMPILE_MIN_STEPS set for the run): its history."""
-    default = nb.COMPILE_MIN_STEPS
-    nb.COMPILE_MIN_STEPS = 1 if compiled else math.inf
-    try:
-        torch.manual_seed(0)
-        model = nb.VisionTransformer(nb.ViTConfig()).to(device)
-        with cpu_precision(dtype), contextlib.redirect_stdout(io.StringIO()):  # its progress bars and epoch lines
-            return nb.train(model, random_splits(n, device), epochs=epochs, batch_size=batch_size, name="benchmark",
-                            **TRAIN_SETTINGS)
-    finally:
-        nb.COMPILE_MIN_STEPS = default
+    `dtype`, eager as the notebook trains or with its steps compiled (compiled_steps): its history."""
+    torch.manual_seed(0)
+    model = nb.VisionTransformer(nb.ViTConfig()).to(device)
+    steps = compiled_steps(model, batch_size) if compiled else contextlib.nullcontext()
+    with steps, cpu_precision(dtype), contextlib.redirect_stdout(io.StringIO()):  # its progress bars, epoch lines
+        return nb.train(model, random_splits(n, device), epochs=epochs, batch_size=batch_size, name="benchmark",
+                        **TRAIN_SETTINGS)
 
 
 LOOP_PARTS = ("next batch (shuffle, index, progress bar)", "augmentation + normalisation",
               "train_step (forward, loss, backward, clipping, AdamW)", "learning-rate schedule",
-              "weight average (AveragedModel)", "loss and accuracy sums (run.count)")
+              "weight average (AveragedModel)", "loss and accuracy sums (log.count)")
 
 
-def loop_copy(device, batch_size: int, steps: int, dtype: torch.dtype, compiled: bool, profiler=None) -> dict:
-    """train()'s loop written out from the notebook's parts (TrainingRun's batches, net and count), its second epoch
-    timed part by part: part -> seconds, and "epoch" -> the epoch's seconds. Validation is left out (train() does not
-    time it either)."""
+def loop_copy(device, batch_size: int, steps: int, dtype: torch.dtype, profiler=None) -> dict:
+    """train()'s loop written out from the notebook's parts (its batches under EpochLog's progress bar, random_affine,
+    train_step, the schedule, the weight average, EpochLog.count), eager with the attention modules at their default,
+    as train() runs it; its second epoch timed part by part: part -> seconds, and "epoch" -> the epoch's seconds.
+    Validation is left out (train() does not time it either)."""
     from torch.profiler import record_function
 
     label = record_function if profiler is not None else (lambda name: contextlib.nullcontext())
     torch.manual_seed(0)
     model = nb.VisionTransformer(nb.ViTConfig()).to(device)
-    for block in model.blocks:
-        block.attn.fused = train_attention(device, compiled, dtype) == "fused kernel"
     data = random_splits(batch_size * steps, device)
     optimizer, scaler, ema = nb.make_optimizer(model, LR, WEIGHT_DECAY), nb.make_scaler(device), nb.make_ema(model,
                                                                                                          EMA_DECAY)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, nb.warmup_cosine(steps, 2 * steps))
-    net = torch.compile(model) if compiled else model
+    log = nb.EpochLog("benchmark", 2)
     seconds = dict.fromkeys(LOOP_PARTS, 0.0)
     for epoch in (1, 2):
         model.train()
-        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
-        bar = nb.tqdm(nb.batches(data.x_train, data.y_train, batch_size, shuffle=True), total=steps,
-                      file=io.StringIO(), leave=False, mininterval=2.0, ncols=90)
+        with contextlib.redirect_stdout(io.StringIO()):  # the progress bar writes to sys.stdout
+            bar = log.progress(nb.batches(data.x_train, data.y_train, batch_size, shuffle=True), steps, epoch)
         batches = iter(bar)
         timed = epoch == 2
         context = profiler if timed and profiler is not None else contextlib.nullcontext()
@@ -440,7 +465,7 @@ def loop_copy(device, batch_size: int, steps: int, dtype: torch.dtype, compiled:
                     synchronize(device)
                 marks.append(time.perf_counter())
                 with label(LOOP_PARTS[2]):
-                    logits, loss = nb.train_step(net, xb, yb, optimizer, scaler, 0.1, 1.0)
+                    logits, loss = nb.train_step(model, xb, yb, optimizer, scaler, 0.1, 1.0)
                     synchronize(device)
                 marks.append(time.perf_counter())
                 with label(LOOP_PARTS[3]):
@@ -451,8 +476,7 @@ def loop_copy(device, batch_size: int, steps: int, dtype: torch.dtype, compiled:
                     synchronize(device)
                 marks.append(time.perf_counter())
                 with label(LOOP_PARTS[5]):
-                    loss_sum += loss.detach() * len(yb)
-                    correct += (logits.argmax(1) == yb).sum()
+                    log.count(logits, loss, yb)
                     synchronize(device)
                 marks.append(time.perf_counter())
                 if timed:
@@ -476,23 +500,24 @@ def step_block(variant: Variant, device, batch_size: int, steps: int) -> float:
 
 
 def loop_against_step(variants: list[Variant], device, batch_size: int, steps: int, dtype: torch.dtype,
-                      compiled: bool, profile: bool) -> None:
-    """train()'s loop against the bare step and train_step + EMA, in a full run's precision and compile mode."""
-    precision, mode = dtype_name(device, dtype), "compiled" if compiled else "eager"
-    attention = train_attention(device, compiled, dtype)
-    bare = next(v for v in variants if v.key == key(NOTEBOOK, mode, attention, precision, notebook_adamw(device)))
+                      profile: bool) -> None:
+    """train()'s loop against the bare step and train_step + EMA, as a full run runs: eager, in its precision."""
+    precision, attention = dtype_name(device, dtype), default_attention(device)
+    bare = next(v for v in variants if v.key == key(NOTEBOOK, "eager", attention, precision, notebook_adamw(device)))
     whole = next(v for v in variants if v.step_name == "train_step + EMA")
-    print(f"\nLoop: the notebook's train() in a full run's mode ({precision}, {mode}, {attention} attention; "
+    print(f"\nLoop: the notebook's train() in a full run's mode ({precision}, eager, {attention} attention; "
           f"{steps} batches of {batch_size} per epoch, two epochs, the second timed) against blocks of {steps} steps "
           "timed just before and just after it (images/s)")
     before = {name: step_block(v, device, batch_size, steps) for name, v in (("bare", bare), ("whole", whole))}
-    history = train_epochs(device, batch_size, batch_size * steps, 2, dtype, compiled)
+    history = train_epochs(device, batch_size, batch_size * steps, 2, dtype, compiled=False)
     after = {name: step_block(v, device, batch_size, steps) for name, v in (("bare", bare), ("whole", whole))}
-    loop = history["images_per_s"][1]
+    # train()'s own timing of the epoch (EpochLog): from its first batch to its log line, so it includes validating
+    # the 256 images of random_splits: forward passes only, by estimate the work of about one of 200 training steps
+    loop = batch_size * steps / history["seconds"][1]
     bare_rate = (before["bare"] + after["bare"]) / 2
     whole_rate = (before["whole"] + after["whole"]) / 2
-    print(f"train() loop ({history['training']}), second epoch: {loop:,.0f} images/s; "
-          f"{history['data_fraction'][1]:.1%} of it preparing batches (train()'s data_fraction)")
+    print(f"train() loop ({precision}, eager), second epoch: {loop:,.0f} images/s "
+          f"({history['seconds'][1]:.2f} s, train()'s own timing, its validation of 256 images included)")
     print(f"bare step: {bare_rate:,.0f} images/s (before {before['bare']:,.0f}, after {after['bare']:,.0f}); "
           f"loop/bare step {loop / bare_rate:.2f}")
     print(f"train_step + clipping + EMA: {whole_rate:,.0f} images/s (before {before['whole']:,.0f}, after "
@@ -503,7 +528,7 @@ def loop_against_step(variants: list[Variant], device, batch_size: int, steps: i
         from torch.profiler import profile as torch_profile
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         profiler = torch_profile(activities=activities)
-    parts = loop_copy(device, batch_size, steps, dtype, compiled, profiler)
+    parts = loop_copy(device, batch_size, steps, dtype, profiler)
     total = parts.pop("epoch")
     print(f"\nThe loop written out from the notebook's parts, its second epoch timed part by part "
           f"({batch_size * steps / total:,.0f} images/s{' under the profiler' if profile else ''}):")
@@ -516,28 +541,33 @@ def loop_against_step(variants: list[Variant], device, batch_size: int, steps: i
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
+EPOCH_KINDS = "float32 eager,bfloat16 eager,float32 compiled,bfloat16 compiled"
+
+
 def seconds_per_epoch(device, batch_size: int, rounds: int, n: int, kinds: list[str]) -> None:
     """Seconds per epoch of train() on n images (the ViT's training set: 55,000), one-epoch runs of each kind taking
-    turns, after an untimed short run of each compiled kind (the compilation, once per process, is left out)."""
-    print(f"\nEpochs: seconds per epoch of train() on {n:,} random images (batch {batch_size}; validation excluded), "
-          f"one-epoch runs taking turns, {rounds} round{'s' * (rounds > 1)}")
+    turns, after an untimed short run of each compiled kind (the compilation, once per process, is left out).
+    "eager" is train() as the notebook runs it; "compiled" its steps through torch.compile (compiled_steps)."""
+    print(f"\nEpochs: seconds per epoch of train() on {n:,} random images (batch {batch_size}; as train() logs them, "
+          "its validation of 256 images included), "
+          f"one-epoch runs taking turns, {rounds} round{'s' * (rounds > 1)}; eager as the notebook trains, compiled "
+          "by this benchmark")
+    for kind in kinds:
+        precision, mode = kind.rsplit(" ", 1) if " " in kind else (kind, "")
+        if precision not in precisions(device) or mode not in ("eager", "compiled"):
+            raise SystemExit(f"--epoch-kinds: {kind!r} is not '<{'|'.join(precisions(device))}> <eager|compiled>'")
     for kind in kinds:  # a short untimed run of each compiled kind first: each epoch below is compiled already
-        precision, mode = kind.split()
-        if mode == "compiled" and nb.compiles_training(device, math.inf):
+        precision, mode = kind.rsplit(" ", 1)
+        if mode == "compiled":
             train_epochs(device, batch_size, 4 * batch_size, 1, precisions(device)[precision], True)
     seconds = {kind: [] for kind in kinds}
     for round_ in range(rounds):
         for kind in kinds:
-            precision, mode = kind.split()
-            if mode == "compiled" and not nb.compiles_training(device, math.inf):
-                continue
+            precision, mode = kind.rsplit(" ", 1)
             history = train_epochs(device, batch_size, n, 1, precisions(device)[precision], mode == "compiled")
             seconds[kind].append(history["seconds"][0])
-            print(f"round {round_ + 1}: {kind} ({history['training']}): {seconds[kind][-1]:.1f} s", flush=True)
+            print(f"round {round_ + 1}: {kind}: {seconds[kind][-1]:.1f} s", flush=True)
     for kind, values in seconds.items():
-        if not values:
-            print(f"train() of the ViT, {kind}: training on {device.type} does not compile (nb.compiles_training)")
-            continue
         print(f"train() of the ViT, {kind}: {statistics.median(values):.1f} s per epoch (median of {len(values)}: "
               f"{', '.join(f'{s:.1f}' for s in values)})")
 
@@ -550,7 +580,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--loop-steps", type=int, default=200, help="batches per train() epoch (two); 0 skips it")
     parser.add_argument("--epochs", type=int, default=0, help="rounds of one-epoch train() runs of each kind")
-    parser.add_argument("--epoch-kinds", default="float32 eager,float32 compiled,bfloat16 compiled",
+    parser.add_argument("--epoch-kinds", default=EPOCH_KINDS,
                         help="comma-separated '<precision> <eager|compiled>' (default: %(default)s)")
     parser.add_argument("--epoch-images", type=int, default=55_000, help="images per --epochs epoch")
     parser.add_argument("--profile", action="store_true", help="the loop's second epoch under torch.profiler")
@@ -566,23 +596,21 @@ def main():
         print(f"device: {nb.device_name(device)}; torch {torch.__version__}, "
               f"vit-pytorch {metadata.version('vit-pytorch')}, Python {platform.python_version()}")
         print(f"rounds: batch {args.batch_size}, {args.warmup} warm-up + {args.rounds} timed rounds")
-        loop_dtype, loop_compiled = full_run_mode(device)
-        print(f"a full training run here: {dtype_name(device, loop_dtype)}, "
-              f"{'compiled' if loop_compiled else 'eager'} (nb.precision_for with CPU_PRECISION 'auto', "
-              "nb.compiles_training)")
+        loop_dtype, loop_attention = full_run_precision(device), default_attention(device)
+        print(f"a full training run here: {dtype_name(device, loop_dtype)} (nb.precision_for with CPU_PRECISION "
+              f"'auto'), eager (the notebook's train() does not compile: compiled rows are this benchmark's own)")
+        print(f"attention: with fused = None, the notebook's default, its modules take the {loop_attention} path "
+              "here; the step table forces each path (fused = True or False)")
         print(f"AdamW: the notebook's make_optimizer builds the {notebook_adamw(device)} kind; both models take it "
               "in every row but the AdamW pairs")
-        variants = make_variants(nb.ViTConfig(), device, loop_dtype, loop_compiled)
+        variants = make_variants(nb.ViTConfig(), device, loop_dtype)
         times = time_variants(variants, device, args.batch_size, args.warmup, args.rounds)
         print_step_table(variants, times, args.batch_size)
-        loop_attention = train_attention(device, loop_compiled, loop_dtype)
-        print_ratios(variants, times, comparisons(device, dtype_name(device, loop_dtype), loop_compiled,
-                                                  loop_attention))
+        print_ratios(variants, times, comparisons(device, dtype_name(device, loop_dtype), loop_attention))
         if device.type == "cpu":
             print_matmul_rates()
         if args.loop_steps:
-            loop_against_step(variants, device, args.batch_size, args.loop_steps, loop_dtype, loop_compiled,
-                              args.profile)
+            loop_against_step(variants, device, args.batch_size, args.loop_steps, loop_dtype, args.profile)
         if args.epochs:
             kinds = [kind.strip() for kind in args.epoch_kinds.split(",") if kind.strip()]
             seconds_per_epoch(device, args.batch_size, args.epochs, args.epoch_images, kinds)

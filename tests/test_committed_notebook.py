@@ -4,7 +4,6 @@ import json
 import re
 
 import nbformat
-
 from conftest import NOTEBOOK
 
 

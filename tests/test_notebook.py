@@ -65,7 +65,7 @@ def test_smoke_run_checkpoint_loads_and_history_is_complete(smoke, nb):
     _, output_dir, _ = smoke
     checkpoint = torch.load(output_dir / "checkpoints" / "vit_mnist.pt", weights_only=True)
     assert {"config", "model", "normalization", "metrics", "history", "settings", "device"} == set(checkpoint)
-    assert {"val_acc", "val_loss", "temperature", "unsure_below"} == set(checkpoint["metrics"])  # evaluation on the test set never writes
+    assert {"val_acc", "val_loss", "temperature", "unsure_below"} == set(checkpoint["metrics"])
     model = nb.VisionTransformer(nb.ViTConfig(**checkpoint["config"]))
     model.load_state_dict(checkpoint["model"])
     history = json.loads((output_dir / "checkpoints" / "vit_mnist_history.json").read_text())

@@ -121,7 +121,7 @@ def unsupported_numbers(notebook_json: dict, readme_text: str, result_files: dic
     all_prose = "\n".join(documents.values()) + "\n" + "\n".join(source for _, source in markdown)
     for name, text in (reports or {}).items():  # a report names its results relative to its own folder
         folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
-        all_prose += "\n" + re.sub(r"`([\w./-]+)`", lambda m: f"`{folder}{m.group(1)}`", text)
+        all_prose += "\n" + re.sub(r"`([\w./-]+)`", lambda m, folder=folder: f"`{folder}{m.group(1)}`", text)
     outputs = []
     for cell in notebook_json["cells"]:
         for output in cell.get("outputs", []):

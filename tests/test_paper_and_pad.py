@@ -107,31 +107,6 @@ def test_rgba_page_cut_out_of_its_background_keeps_its_polarity(nb):
     assert (x - nb.prepare_digit(page)).abs().mean() < 0.01  # the light page is paper, the 7 is the ink
 
 
-@pytest.mark.parametrize("factor", [0.5, 2.0])
-def test_stroke_width_of_simulated_pens(nb, factor):
-    digit = np.zeros((8, 8))
-    digit[1:7, 3:5] = 16  # a thick "1"
-    written = nb.simulated_photo(digit, np.random.default_rng(0), pen_width=1.0)
-    changed = nb.simulated_photo(digit, np.random.default_rng(0), pen_width=factor)
-    widths = [nb.stroke_width(nb.preparation_steps(p)["cropped"]) for p in (written, changed)]
-    assert widths[1] / widths[0] == pytest.approx(factor, rel=0.25)
-
-
-def test_plain_simulated_photo_is_the_notebook_s_former_one(nb):
-    digit = np.random.default_rng(1).integers(0, 17, (8, 8))
-    for paper in nb.PAPERS:  # seeded: the same picture twice
-        photos = [nb.simulated_photo(digit, np.random.default_rng(3), paper=paper) for _ in range(2)]
-        assert np.array_equal(*photos)
-    plain = nb.simulated_photo(digit, np.random.default_rng(3))
-    assert not np.array_equal(plain, nb.simulated_photo(digit, np.random.default_rng(3), paper="ruled"))
-
-
-def test_stroke_width_is_measured_in_pixels(nb):
-    bar = np.zeros((100, 100))
-    bar[10:90, 40:49] = 1  # 9 pixels wide
-    assert nb.stroke_width(bar) == pytest.approx(9, abs=0.6)
-
-
 @pytest.mark.parametrize("top, sentence", [
     ([(7, 0.995), (1, 0.004), (2, 0.001)], "the ViT reads a 7 (99.5%)"),
     ([(0, 0.98), (6, 0.01), (2, 0.005)], "the ViT is unsure: a 0 (98.0%) or a 6 (1.0%)"),

@@ -11,9 +11,8 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, mnist_data_dir
+from PIL import Image
 from test_notebook import FIGURES, stdout_of
 
 README = (ROOT / "README.md").read_text()

@@ -16,6 +16,7 @@ from conftest import ROOT, mnist_data_dir
 
 sys.path.insert(0, str(ROOT / "studies"))
 import attention_statistics  # noqa: E402
+
 import calibration  # noqa: E402
 import common  # noqa: E402
 import conv_stem  # noqa: E402
