@@ -41,7 +41,7 @@ def test_no_errors_no_stderr_no_local_paths():
 def test_images_are_png():
     images = [o for c in code_cells() for o in c.outputs if o.output_type == "display_data"
               and any(k.startswith("image/") for k in o.data)]
-    assert len(images) >= 15
+    assert len(images) >= 12  # the lesson's figures; the studies draw theirs in studies/figures/
     assert all("image/png" in o.data and not ({"image/svg+xml", "application/pdf"} & set(o.data)) for o in images)
 
 
