@@ -117,21 +117,29 @@ def test_reading_says_plainly_when_it_is_unsure(nb, top, sentence):
     assert nb.reading(top, 0.99, reader="the ViT") == sentence
 
 
-def test_pad_view_reads_drawn_digits_and_a_blank_canvas(nb):
-    """The drawing pad's reading without a browser: the notebook's drawn digits, read by the committed ViT with its
-    maps, and a blank canvas, which shows nothing."""
+def test_pad_view_reads_drawn_digits_and_numbers_and_a_blank_canvas(nb):
+    """The drawing pad's reading without a browser: the notebook's drawn digits and a number, read by the committed
+    ViT with each digit's rollout and by the CNN without, and a blank canvas, which shows nothing."""
     from conftest import ROOT
 
     models = nb.pad_models(ROOT / "checkpoints")
-    for digit, strokes in nb.PAD_STROKES.items():
-        view = nb.pad_view(nb.draw_strokes(strokes, seed=int(digit)), models)
-        assert view["digit"].shape == (28, 28)
-        vit, cnn = view["readings"]["ViT"], view["readings"]["CNN"]
-        assert vit["top3"][0][0] == int(digit) and cnn["top3"][0][0] == int(digit)
-        assert set(vit["maps"]) == {"rollout", "relevance"} and not cnn["maps"]
-        for shares in vit["maps"].values():
+    for number in list(nb.PAD_STROKES) + ["1734"]:
+        picture = Image.open(io.BytesIO(nb.draw_strokes(nb.pad_strokes(number), seed=len(number))))
+        vit, cnn = (nb.pad_view(picture, name, *models[name]) for name in ("ViT", "CNN"))
+        for name, view in (("ViT", vit), ("CNN", cnn)):
+            assert [d.top3[0][0] for d in view["digits"]] == [int(c) for c in number], name
+            assert view["sentence"] == f"The {name} reads {number}."
+            assert all(d.image.shape == (28, 28) for d in view["digits"])
+        assert len(vit["rollouts"]) == len(number) and not cnn["rollouts"]
+        for shares in vit["rollouts"]:
             assert shares.shape == (16,) and float(shares.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert nb.render_pad_view(vit)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert nb.describe_view(vit) == ("The ViT reads 1734. Shown: each digit as the model sees it, with its top three "
+                                     "and its attention rollout.")
+    assert nb.pad_view(Image.new("L", (700, 280), 255), "ViT", *models["ViT"]) == {}
+    marks = np.full((280, 700), 255, np.uint8)
+    for k in range(12):
+        marks[120:160, 20 + 55 * k:34 + 55 * k] = 0
+    view = nb.pad_view(marks, "ViT", *models["ViT"])
+    assert view["sentence"].startswith("12 separate marks found: more than a number") and not view["digits"]
     assert nb.render_pad_view(view)[:8] == b"\x89PNG\r\n\x1a\n"
-    blank = io.BytesIO()
-    Image.new("L", (280, 280), 255).save(blank, format="PNG")
-    assert nb.pad_view(blank.getvalue(), models) == {"digit": None, "readings": {}}

@@ -79,8 +79,8 @@ def test_your_turn_runs_after_the_setup_the_parameters_and_the_definitions_alone
     notebook = nbformat.v4.new_notebook(cells=keep, metadata=metadata)
     path = tmp_path / "your_turn.ipynb"
     nbformat.write(notebook, path)
-    picture = tmp_path / "my_seven.png"
-    picture.write_bytes(nb.draw_strokes(nb.PAD_STROKES["7"], seed=7))
+    picture = tmp_path / "my_number.png"
+    picture.write_bytes(nb.draw_strokes(nb.pad_strokes("741"), seed=7))
     pm.execute_notebook(path, tmp_path / "executed.ipynb", cwd=str(tmp_path), kernel_name="python3",
                         progress_bar=False, parameters=dict(OUTPUT_DIR=str(ROOT), FIGURE_DIR=str(tmp_path / "figures"),
                                                             MY_DIGITS=[str(picture)]))
@@ -91,6 +91,6 @@ def test_your_turn_runs_after_the_setup_the_parameters_and_the_definitions_alone
     assert "application/vnd.jupyter.widget-view+json" in text, "the pad"
     assert "The live drawing pad appears here when the notebook runs" in text, "what a reader without widgets sees"
     assert "DrawingPad object at" not in text
-    assert "my_seven.png: the ViT reads a 7" in text or "my_seven.png: the ViT is unsure: a 7" in text
-    for figure in ("drawing_pad_digits", "my_digits"):
+    assert "my_number.png: The ViT reads 741." in text
+    for figure in ("drawing_pad_number", "my_picture_1"):
         assert (tmp_path / "figures" / f"{figure}.png").exists(), figure
