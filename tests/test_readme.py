@@ -126,3 +126,4 @@ def test_readme_snippet_runs_as_a_script_and_reads_digits_in_a_larger_frame(mnis
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert f"predicted {int(mnist.y_test[index])} with probability" in result.stdout
+        assert result.stdout.splitlines()[-1] == str(int(mnist.y_test[index])), "read_number reads the digit"
