@@ -2,11 +2,12 @@
 that are not MNIST's, once prepared the MNIST way, which of prepare_digit's steps carry that, and do their calibrated
 probabilities still say when a reading is shaky?
 
-Reuses the notebook's definitions (`nb`: prepare_digit and its steps, predict, Normalization, show_predictions,
-PAD_STROKES and draw_strokes, share, wilson_interval, mcnemar, save_figure), MNIST's validation digits (for their
-stroke width only) and the three committed models with the temperatures and unsure thresholds kept in their
-checkpoints (`common.load_model`); it trains and fits nothing. Defines the photo simulator (`uci_digit`,
-`printed_lines`, `simulated_photo` with thinner or thicker pens, `stroke_width`), importable as `import handwriting`.
+Reuses the notebook's definitions (`nb`: prepare_digit and its steps, predict, Normalization,
+calibrated_probabilities, PAD_STROKES, pad_strokes and draw_strokes, share, wilson_interval, mcnemar, save_figure),
+MNIST's validation digits (for their stroke width only) and the three committed models with the temperatures and
+unsure thresholds kept in their checkpoints (`common.load_model`); it trains and fits nothing. Defines the photo
+simulator (`uci_digit`, `printed_lines`, `photo_of_ink`, `simulated_photo` with thinner or thicker pens,
+`stroke_width`) and `show_predictions`, importable as `import handwriting`.
 Computes, on scikit-learn's 1,797 UCI digits of 13 other writers and on `--photos` simulated photos of them per paper
 (default 200; 4 in 5 dark ink on light paper, seeded): accuracy with 95% Wilson intervals; paired McNemar tests
 (models against each other, papers against plain paper, photos against the same clean digits, naive resize against
@@ -35,7 +36,7 @@ from common import nb
 MODELS = ("ViT", "conv-stem ViT", "CNN")
 PAPERS = ("plain", "ruled", "squared")
 PEN_WIDTHS = (0.5, 0.75, 1.0, 1.5, 2.0)  # times the stroke width of each digit as written
-BRUSHES = (16, 20, 24, 26, 28, 32)  # canvas pixels on the pad's PAD_SIZE-wide canvas
+BRUSHES = (16, 20, 24, 26, 28, 32)  # canvas pixels on the pad's PAD_WIDTH x PAD_HEIGHT canvas
 MNIST_MEASURED = 300  # MNIST validation digits whose stroke width is measured, for the pens and the brushes
 LEFT_OUT = {"polarity": "without the polarity decision (dark ink assumed)", "paper": "without removing the paper",
             "lines": "without removing printed lines", "crop": "without cropping (the whole frame scaled)",
@@ -101,12 +102,33 @@ def disk(radius: float) -> np.ndarray:
     return x * x + y * y <= radius * radius
 
 
+def photo_of_ink(ink: np.ndarray, rng: np.random.Generator, *, dark_ink: float = 1.0, paper: str = "plain",
+                 writing_height: float = 0.0) -> np.ndarray:
+    """(H, W) ink in [0, 1] -> a photo-like (H, W) uint8 picture of it: dark ink on light paper with probability
+    `dark_ink` (else light on dark), an illumination gradient, blur and sensor noise. `paper` "ruled" or "squared"
+    adds printed lines under the ink, a quarter to a half of `writing_height` pixels apart."""
+    if paper not in PAPERS:
+        raise ValueError(f"paper={paper!r}: expected one of {PAPERS}")
+    H, W = ink.shape
+    if paper != "plain":
+        ink = np.maximum(ink, printed_lines((H, W), rng, paper, rng.uniform(1 / 4, 1 / 2) * writing_height))
+    paper_shade, pen = rng.uniform(0.6, 0.95), rng.uniform(0.05, 0.35)
+    if rng.random() >= dark_ink:
+        paper_shade, pen = 1 - paper_shade, 1 - pen
+    y, x = np.indices((H, W)) / max(H, W)
+    angle = rng.uniform(0, 2 * math.pi)
+    light = 1 + rng.uniform(0, 0.3) * ((x - 0.5) * math.cos(angle) + (y - 0.5) * math.sin(angle))  # +-15% at most
+    picture = ndimage.gaussian_filter((paper_shade + (pen - paper_shade) * ink) * light, rng.uniform(0.5, 2.0))
+    picture += rng.normal(0, rng.uniform(0.01, 0.04), picture.shape)  # sensor noise
+    return (picture.clip(0, 1) * 255).round().astype(np.uint8)
+
+
 def simulated_photo(digit: np.ndarray, rng: np.random.Generator, *, dark_ink: float = 1.0, paper: str = "plain",
                     pen_width: float = 1.0) -> np.ndarray:
-    """A photo-like uint8 picture of a scikit-learn digit: a frame of 256x256 to 400x300 pixels, the digit 1/3 to 4/5
-    of the frame tall anywhere in it, dark ink on light paper with probability `dark_ink` (else light on dark), an
-    illumination gradient, blur and sensor noise. `paper` "ruled" or "squared" adds printed lines (their spacing a
-    quarter to a half of the digit's height), and `pen_width` scales the width of the strokes (1: as written)."""
+    """A photo-like uint8 picture of a scikit-learn digit (photo_of_ink): a frame of 256x256 to 400x300 pixels, the
+    digit 1/3 to 4/5 of the frame tall anywhere in it, dark ink on light paper with probability `dark_ink`. `paper`
+    "ruled" or "squared" adds printed lines (their spacing a quarter to a half of the digit's height), and
+    `pen_width` scales the width of the strokes (1: as written)."""
     if paper not in PAPERS:
         raise ValueError(f"paper={paper!r}: expected one of {PAPERS}")
     H, W = rng.integers(256, 301), rng.integers(256, 401)
@@ -117,17 +139,7 @@ def simulated_photo(digit: np.ndarray, rng: np.random.Generator, *, dark_ink: fl
     if pen_width != 1.0:  # a thinner or thicker pen: the strokes eroded or dilated by a disk
         footprint = disk(abs(pen_width - 1) * stroke_width(ink) / 2)
         ink = (ndimage.grey_dilation if pen_width > 1 else ndimage.grey_erosion)(ink, footprint=footprint)
-    if paper != "plain":
-        ink = np.maximum(ink, printed_lines((H, W), rng, paper, rng.uniform(1 / 4, 1 / 2) * side))  # ink over lines
-    paper_shade, pen = rng.uniform(0.6, 0.95), rng.uniform(0.05, 0.35)
-    if rng.random() >= dark_ink:
-        paper_shade, pen = 1 - paper_shade, 1 - pen
-    y, x = np.indices((H, W)) / max(H, W)
-    angle = rng.uniform(0, 2 * math.pi)
-    light = 1 + rng.uniform(0, 0.3) * ((x - 0.5) * math.cos(angle) + (y - 0.5) * math.sin(angle))  # +-15% at most
-    picture = ndimage.gaussian_filter((paper_shade + (pen - paper_shade) * ink) * light, rng.uniform(0.5, 2.0))
-    picture += rng.normal(0, rng.uniform(0.01, 0.04), picture.shape)  # sensor noise
-    return (picture.clip(0, 1) * 255).round().astype(np.uint8)
+    return photo_of_ink(ink, rng, dark_ink=dark_ink, paper=paper, writing_height=side)
 
 
 def photos_of(digits: np.ndarray, which: np.ndarray, seed: int, **kwargs) -> list[np.ndarray]:
@@ -214,6 +226,31 @@ def show_preparation(images, name: str) -> None:
             ax.axis("off")
         row[-1].plot(nb.MNIST_CENTRE, nb.MNIST_CENTRE, "r+", ms=8)
     fig.suptitle("prepare_digit step by step")
+    nb.save_figure(fig, name)
+    nb.plt.close(fig)
+
+
+def show_predictions(images, models: dict, name: str) -> None:
+    """Per picture: the original, the prepared digit, and every model's calibrated probabilities side by side;
+    `models` maps a name of MODEL_COLOURS to (model, dict(mean=, std=, temperature=, unsure_below=))."""
+    fig, axes = nb.plt.subplots(len(images), 3, figsize=(9, 1.9 * len(images)), squeeze=False,
+                                gridspec_kw={"width_ratios": [1, 1, 3]})
+    width = 0.8 / len(models)
+    for (ax_image, ax_digit, ax_bars), image in zip(axes, images):
+        x = nb.prepare_digit(image)  # (1, 28, 28)
+        ax_image.imshow(nb.load_grey(image), cmap="gray", vmin=0, vmax=1)
+        ax_digit.imshow(x[0], cmap="gray")
+        for i, (label, (net, calibration)) in enumerate(models.items()):
+            probs = nb.calibrated_probabilities(net, x[None], calibration)[0]  # (10,)
+            label_text = f"{label}: {int(probs.argmax())} ({probs.max().item():.0%})"
+            ax_bars.bar(np.arange(10) + (i - (len(models) - 1) / 2) * width, probs, width,
+                        color=nb.MODEL_COLOURS[label], label=label_text)
+        ax_bars.set(xticks=range(10), ylim=(0, 1), ylabel="probability")
+        ax_bars.legend(fontsize=7, loc="upper left")
+        ax_image.axis("off")
+        ax_digit.axis("off")
+    for ax, title in zip(axes[0], ("picture", "prepared", "calibrated probabilities")):
+        ax.set_title(title, fontsize=9)
     nb.save_figure(fig, name)
     nb.plt.close(fig)
 
@@ -357,11 +394,12 @@ def pens(models: dict, digits, photo_digits: np.ndarray, labels: torch.Tensor, s
 
 
 def brushes(seeds=(0, 1)) -> list[dict]:
-    """The median stroke width, once prepared, of the pad's digits (PAD_STROKES) drawn with each brush width."""
+    """The median stroke width, once prepared, of the pad's digits (PAD_STROKES, each drawn alone as pad_strokes
+    places it on the canvas) drawn with each brush width."""
     return [{"brush": brush, "stroke_width": float(np.median([
-        prepared_stroke_width(nb.prepare_digit(Image.open(io.BytesIO(nb.draw_strokes(strokes, seed, brush=brush))))[0]
-                              .numpy()) for strokes in nb.PAD_STROKES.values() for seed in seeds]))}
-            for brush in BRUSHES]
+        prepared_stroke_width(nb.prepare_digit(Image.open(io.BytesIO(nb.draw_strokes(nb.pad_strokes(digit), seed,
+                                                                                     brush=brush))))[0].numpy())
+        for digit in nb.PAD_STROKES for seed in seeds]))} for brush in BRUSHES]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -454,7 +492,7 @@ def main():
     mnist_digits = common.load_data().x_val[:MNIST_MEASURED]
     mnist_width = float(np.median([prepared_stroke_width(x[0].numpy()) for x in mnist_digits]))
     brush_rows = brushes()
-    nb.show_predictions([pictures[paper][j] for paper in PAPERS for j in (0, 1)], models,
+    show_predictions([pictures[paper][j] for paper in PAPERS for j in (0, 1)], models,
                         "own_handwriting_predictions")
     nb.plt.close("all")
 
