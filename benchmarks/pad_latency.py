@@ -4,16 +4,16 @@
     python benchmarks/pad_latency.py --strokes 2         # a smoke test (what tests/test_benchmark.py runs)
     python benchmarks/pad_latency.py --out benchmarks/results/pad_latency.txt   # also the whole output, in a file
 
-Each stroke is a picture as the canvas sends it (a PNG data URL of the notebook's drawn digits, one per stroke's
-end), set on the widget as the browser's message does: the observer decodes it, runs pad_view, renders the view and
-encodes it. The models are those the pad offers (nb.pad_models of checkpoints/). The notebook's pad reads a stroke
-with one PyTorch thread (nb.torch_threads(1) in DrawingPad._read); here each stroke is read once with each count of
---threads (the pad's torch_threads made to set that count), the counts in a rotated order from stroke to stroke, so
-that a change in the machine's load touches them alike. The table gives the median and the 90th percentile of the
-wall time and of the process's CPU time (all threads; what the wall time would be on one idle core); the ratios
-divide each thread count's wall time by one thread's, stroke by stroke (median of the per-stroke ratios, with the
-quartiles; above 1.00 that count is slower). The browser's own share (sending the picture, showing the view) is
-printed by tests/test_drawing_pad.py.
+Each stroke is a picture as the canvas sends it (a PNG data URL of the pad's 700 x 280 canvas, one per stroke's end
+while the numbers 1734, 7 and 41 are drawn with the notebook's strokes), set on the widget as the browser's message
+does: the observer decodes it, runs pad_view (read_number, and each digit's rollout for the ViT), renders the view and
+encodes it. The models are those the pad offers (nb.pad_models of checkpoints/). The notebook's pad reads a stroke with
+one PyTorch thread (nb.torch_threads(1) in DrawingPad._read); here each stroke is read once with each count of --threads
+(the pad's torch_threads made to set that count), the counts in a rotated order from stroke to stroke, so that a change
+in the machine's load touches them alike. The table gives the median and the 90th percentile of the wall time and of the
+process's CPU time (all threads; what the wall time would be on one idle core); the ratios divide each thread count's
+wall time by one thread's, stroke by stroke (median of the per-stroke ratios, with the quartiles; above 1.00 that count
+is slower). The browser's own share (sending the picture, showing the view) is printed by tests/test_drawing_pad.py.
 """
 
 import argparse
@@ -37,12 +37,17 @@ from definitions import ROOT, load_definitions  # noqa: E402
 nb = load_definitions()
 
 
+NUMBERS = ("1734", "7", "41")  # drawn on the pad's canvas, stroke by stroke: a number, a digit, a number again
+
+
 def canvas_pictures(count: int) -> list[str]:
-    """Data URLs as the canvas sends them: the picture at every stroke's end of the notebook's digits, with new
-    seeds, until there are `count`."""
+    """Data URLs as the canvas sends them: the picture at every stroke's end while the notebook's digits are drawn
+    as the numbers of NUMBERS (nb.pad_strokes: 1, 1-7, 1-7-3, 1-7-3 and the first stroke of the 4, 1734; 7; ...),
+    with new seeds, until there are `count`."""
     pictures = []
     for seed in range(count):
-        for strokes in nb.PAD_STROKES.values():
+        for number in NUMBERS:
+            strokes = nb.pad_strokes(number)
             for end in range(1, len(strokes) + 1):
                 png = nb.draw_strokes(strokes[:end], seed=seed)
                 pictures.append("data:image/png;base64," + base64.b64encode(png).decode())

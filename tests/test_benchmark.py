@@ -86,3 +86,28 @@ def test_model_costs_benchmark_reports_three_models_in_both_precisions(tmp_path)
                   "ViT / CNN images/s, batch 1000:"):
         line = next(line for line in written.splitlines() if ratio in line)
         assert float(line.split(ratio)[1].split()[0]) > 0, ratio
+
+
+def test_read_number_benchmark_runs_and_writes_its_result(tmp_path):
+    out = tmp_path / "read_number.txt"
+    result = subprocess.run([sys.executable, "benchmarks/read_number.py", "--rounds", "2", "--warmup", "1", "--out",
+                             str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    written = out.read_text()
+    assert written.startswith("command: python benchmarks/read_number.py --rounds 2 --warmup 1 --out ")
+    assert "\ndate: " in written and "machine: " in written and "flags: " in written and "; torch " in written
+    assert "load average (1 min) at the start: " in written and "load average (1 min) at the end: " in written
+    lines = written.splitlines()
+    for kind in ("drawn", "plain", "ruled"):  # the pad's canvas, and MNIST digits on plain and ruled paper
+        for name in ("ViT", "CNN"):  # the models the pad offers (the notebook's CHECKPOINT_FILES)
+            for threads in (1, 2):
+                line = next(line for line in lines if line.split()[:3] == [kind, name, str(threads)])
+                wall_median, wall_p90, cpu_median, exactly = line.split()[3:]
+                assert 0 < float(wall_median) <= float(wall_p90) and float(cpu_median) >= 0, line
+                assert exactly.endswith("/2"), line
+            assert f"  {kind}, {name}: 2 threads / 1 thread: " in written, (kind, name)
+    for threads in (2, 1):
+        assert f"Where the time goes with {threads} thread" in written, threads
+    for step in ("preparation (page_ink), all", "cutting into pieces (ink_pieces)",
+                 "the model (calibrated_probabilities)", "the rest of read_number", "the model batch (digits)"):
+        assert sum(line.startswith(step) for line in lines) == 2, step
