@@ -22,7 +22,7 @@ FIGURES = ["samples", "patches", "learning_rate", "vit_learning_curves",  # sect
            "confusion_matrix", "misclassified", "test_predictions",  # section 5
            "cls_attention", "attention_views", "position_embeddings", "deletion_test",  # section 6
            "vit_vs_cnn_learning_curves", "sweep",  # section 7
-           "drawing_pad_digits"]  # your turn
+           "drawing_pad_number"]  # your turn
 
 
 def run_notebook(workdir, **parameters):
